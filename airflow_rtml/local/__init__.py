@@ -1,0 +1,1 @@
+"""The embedded local stack (Flink session cluster, Kafka broker, Airflow standalone) and the `rtml` CLI."""

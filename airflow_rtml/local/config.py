@@ -1,0 +1,148 @@
+"""Where the embedded local stack keeps its state, and which versions and ports it uses.
+
+Everything the stack generates (venvs, downloads, logs, PIDs, Airflow home, checkpoints) lives under one
+state folder, ``$RTML_HOME`` (default: ``.rtml`` in the current directory), which the repository ignores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+FLINK_VERSION = "2.2.1"
+#: ``flink-sql-connector-kafka`` release built for our Flink minor (Maven Central).
+FLINK_KAFKA_CONNECTOR = "org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2"
+#: Must match ``kafka.version`` in ``kafka-pom.xml``.
+KAFKA_VERSION = "4.1.1"
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Loopback ports of the stack; each is checked free before anything starts."""
+
+    flink_rest: int = 8081
+    flink_rpc: int = 6123
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    airflow_api: int = 8080
+    airflow_worker_logs: int = 8793
+    airflow_triggerer_logs: int = 8794
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Paths and settings of one embedded stack; build it with :meth:`from_env`."""
+
+    home: Path
+    project_dir: Path
+    dags_folder: Path
+    ports: Ports = Ports()
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        """Read ``RTML_HOME``, ``RTML_PROJECT_DIR`` and ``RTML_DAGS_FOLDER`` (all optional)."""
+        project = Path(os.environ.get("RTML_PROJECT_DIR") or Path.cwd()).resolve()
+        home = Path(os.environ.get("RTML_HOME") or project / ".rtml").resolve()
+        dags = Path(os.environ.get("RTML_DAGS_FOLDER") or project / "dags").resolve()
+        return cls(home=home, project_dir=project, dags_folder=dags)
+
+    # --- downloads (kept across `down`; a second `up` downloads nothing) ---
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def pip_cache(self) -> Path:
+        return self.cache_dir / "pip"
+
+    @property
+    def maven_repo(self) -> Path:
+        return self.cache_dir / "m2"
+
+    # --- installed software ---
+    @property
+    def flink_venv(self) -> Path:
+        return self.home / "flink-venv"
+
+    @property
+    def flink_python(self) -> Path:
+        return self.flink_venv / "bin" / "python"
+
+    @property
+    def flink_home(self) -> Path:
+        """The Flink distribution (bin/, lib/, conf/) that the ``apache-flink`` wheel installs as ``pyflink``."""
+        pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        return self.flink_venv / "lib" / pyver / "site-packages" / "pyflink"
+
+    @property
+    def connectors_dir(self) -> Path:
+        return self.home / "connectors"
+
+    @property
+    def kafka_connector_jar(self) -> Path:
+        _, artifact, version = FLINK_KAFKA_CONNECTOR.split(":")
+        return self.connectors_dir / f"{artifact}-{version}.jar"
+
+    @property
+    def kafka_libs(self) -> Path:
+        return self.home / "kafka" / "libs"
+
+    # --- runtime state (what `down` stops; data survives it) ---
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def flink_conf_dir(self) -> Path:
+        return self.home / "flink" / "conf"
+
+    @property
+    def flink_checkpoints(self) -> Path:
+        return self.home / "flink" / "checkpoints"
+
+    @property
+    def flink_savepoints(self) -> Path:
+        return self.home / "flink" / "savepoints"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def flink_rest_url(self) -> str:
+        return f"http://{HOST}:{self.ports.flink_rest}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{HOST}:{self.ports.airflow_api}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{HOST}:{self.ports.kafka}"
+
+
+def java_home() -> str:
+    """Return ``JAVA_HOME``, or derive it from ``java`` on PATH; raise if no Java is installed."""
+    env = os.environ.get("JAVA_HOME")
+    if env and Path(env, "bin", "java").exists():
+        return env
+    java = shutil.which("java")
+    if not java:
+        raise FileNotFoundError(
+            "No Java found: the local Flink cluster and Kafka broker need Java 17. "
+            "To fix this, install a JDK 17 (e.g. `apt-get install openjdk-17-jdk-headless`) or set JAVA_HOME."
+        )
+    return str(Path(java).resolve().parent.parent)

@@ -1,0 +1,135 @@
+"""Install what the embedded stack runs: the Flink venv, the Flink Kafka connector, the Kafka broker jars.
+
+Each step is idempotent: a stamp file records what was installed, so a second run downloads nothing.
+Downloads go through the state folder's caches (pip cache, a Maven local repository), which survive
+``rtml local down`` and are safe to keep between CI runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from airflow_rtml.local.config import FLINK_KAFKA_CONNECTOR, FLINK_VERSION, KAFKA_VERSION, StackConfig, java_home
+
+Progress = Callable[[str], None]
+
+
+class InstallError(RuntimeError):
+    """A step of ``rtml local install`` failed; the message names the step, the command and its log."""
+
+
+def _package_file(name: str) -> Path:
+    return Path(str(resources.files("airflow_rtml.local").joinpath(name)))
+
+
+def _run(step: str, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n".encode())
+        out.flush()
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise InstallError(
+            f"{step} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+            + "\n".join(f"    {line}" for line in tail)
+            + f"\nFull log: {log}"
+        )
+
+
+def _stamped(stamp: Path, want: str) -> bool:
+    return stamp.exists() and stamp.read_text().strip() == want
+
+
+def _mvn() -> str:
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise InstallError(
+            "Maven (`mvn`) is not on PATH: the Kafka broker and the Flink Kafka connector are fetched from "
+            "Maven Central with it. To fix this, install Maven (e.g. `apt-get install maven`)."
+        )
+    return mvn
+
+
+def ensure_flink_venv(cfg: StackConfig, progress: Progress) -> bool:
+    """Create Flink's own virtualenv with ``apache-flink`` (its distribution ships inside the wheel).
+
+    Kept apart from Airflow's venv on purpose: Beam pins numpy/protobuf/grpc below what Airflow wants.
+    Returns True if it installed something, False if the venv was already complete.
+    """
+    stamp = cfg.flink_venv / ".rtml-installed"
+    if _stamped(stamp, FLINK_VERSION) and (cfg.flink_home / "bin" / "jobmanager.sh").exists():
+        progress(f"flink venv: apache-flink {FLINK_VERSION} already installed ({cfg.flink_venv})")
+        return False
+    progress(f"flink venv: installing apache-flink {FLINK_VERSION} into {cfg.flink_venv} (first time: ~1 min)")
+    log = cfg.log_dir / "install-flink.log"
+    if not (cfg.flink_venv / "bin" / "python").exists():
+        _run("creating the Flink venv", [sys.executable, "-m", "venv", "--clear", str(cfg.flink_venv)], log)
+    env = dict(os.environ, PIP_CACHE_DIR=str(cfg.pip_cache), PIP_DISABLE_PIP_VERSION_CHECK="1",
+               JAVA_HOME=java_home())
+    _run(
+        "installing apache-flink",
+        [str(cfg.flink_python), "-m", "pip", "install", "--quiet",
+         "-c", str(_package_file("flink-constraints.txt")), f"apache-flink=={FLINK_VERSION}"],
+        log,
+        env,
+    )
+    stamp.write_text(FLINK_VERSION)
+    return True
+
+
+def ensure_kafka_connector(cfg: StackConfig, progress: Progress) -> bool:
+    """Fetch ``flink-sql-connector-kafka`` (built for our Flink minor) from Maven Central."""
+    jar = cfg.kafka_connector_jar
+    if jar.exists():
+        progress(f"flink kafka connector: present ({jar.name})")
+        return False
+    progress(f"flink kafka connector: fetching {FLINK_KAFKA_CONNECTOR}")
+    cfg.connectors_dir.mkdir(parents=True, exist_ok=True)
+    _run(
+        "fetching the Flink Kafka connector",
+        [_mvn(), "-q", "-B", f"-Dmaven.repo.local={cfg.maven_repo}",
+         "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+         f"-Dartifact={FLINK_KAFKA_CONNECTOR}", f"-DoutputDirectory={cfg.connectors_dir}"],
+        cfg.log_dir / "install-maven.log",
+    )
+    if not jar.exists():
+        raise InstallError(f"Maven finished but {jar} is missing; see {cfg.log_dir / 'install-maven.log'}")
+    return True
+
+
+def ensure_kafka_libs(cfg: StackConfig, progress: Progress) -> bool:
+    """Fetch the Kafka broker (``kafka_2.13`` and its runtime dependencies) with the repo's small pom."""
+    stamp = cfg.kafka_libs / ".rtml-installed"
+    if _stamped(stamp, KAFKA_VERSION):
+        progress(f"kafka broker: {KAFKA_VERSION} jars present")
+        return False
+    progress(f"kafka broker: fetching org.apache.kafka:kafka_2.13:{KAFKA_VERSION} and dependencies")
+    if cfg.kafka_libs.exists():
+        shutil.rmtree(cfg.kafka_libs)
+    cfg.kafka_libs.mkdir(parents=True)
+    _run(
+        "fetching the Kafka broker jars",
+        [_mvn(), "-q", "-B", f"-Dmaven.repo.local={cfg.maven_repo}", "-f", str(_package_file("kafka-pom.xml")),
+         "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={cfg.kafka_libs}"],
+        cfg.log_dir / "install-maven.log",
+    )
+    if not any(cfg.kafka_libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+        raise InstallError(f"Maven finished but kafka_2.13-{KAFKA_VERSION}.jar is not in {cfg.kafka_libs}")
+    stamp.write_text(KAFKA_VERSION)
+    return True
+
+
+def install_all(cfg: StackConfig, progress: Progress) -> None:
+    """Install everything the stack needs; a no-op (and no download) when all of it is already there."""
+    java_home()  # fail early, with the fix, when Java is missing
+    ensure_flink_venv(cfg, progress)
+    ensure_kafka_connector(cfg, progress)
+    ensure_kafka_libs(cfg, progress)

@@ -1,0 +1,660 @@
+"""The embedded local stack: a Flink session cluster, a Kafka broker (KRaft) and Airflow standalone.
+
+Guarantees:
+
+* ``up`` is idempotent: a service whose recorded process is alive is reused (and waited on until healthy),
+  never started twice.
+* Before anything starts, every port of every service to start is checked; a port held by another process
+  raises :class:`PortInUseError` naming the port and the process, and nothing is started.
+* If a service fails to become healthy, the services this ``up`` started are stopped again.
+* ``down`` stops exactly the processes this stack started: each service runs in its own session with the
+  marker ``RTML_STACK=<state folder>`` in its environment, which its children (Airflow's scheduler and
+  task processes, Flink's Python workers) inherit; ``down`` finds processes by that marker, not by name.
+* Everything lives on 127.0.0.1; logs, PIDs and data live under the state folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from abc import ABC, abstractmethod
+from base64 import urlsafe_b64encode
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from airflow_rtml.local.config import HOST, StackConfig, java_home
+from airflow_rtml.local.install import install_all
+
+Progress = Callable[[str], None]
+MARKER = "RTML_STACK"
+
+
+class StackError(RuntimeError):
+    """Base class of the local stack's errors."""
+
+
+class PortInUseError(StackError):
+    """A port the stack needs is held by a process the stack did not start."""
+
+
+class ServiceStartError(StackError):
+    """A service exited or did not become healthy before its deadline; the message holds its log tail."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``rtml local status`` reports for one service."""
+
+    name: str
+    running: bool
+    healthy: bool
+    detail: str
+    pid: int | None
+    rss_bytes: int
+
+
+# --------------------------------------------------------------------------------------------------
+# Services
+# --------------------------------------------------------------------------------------------------
+
+
+class Service(ABC):
+    """One long-running process of the stack."""
+
+    name: str
+    #: (port, what it is) pairs that must be free before this service starts.
+    ports: tuple[tuple[int, str], ...] = ()
+    startup_timeout: float = 120.0
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 30.0
+
+    def __init__(self, cfg: StackConfig):
+        self.cfg = cfg
+
+    @property
+    def log_file(self) -> Path:
+        return self.cfg.log_dir / f"{self.name}.log"
+
+    def prepare(self, progress: Progress) -> None:  # noqa: B027 - optional hook
+        """Write configuration, format storage: anything needed before the first start."""
+
+    @abstractmethod
+    def command(self) -> list[str]:
+        """The foreground command to run."""
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    @abstractmethod
+    def health(self) -> tuple[bool, str]:
+        """Return (healthy, detail); must be quick and must not raise."""
+
+    def urls(self) -> list[str]:
+        return []
+
+
+def _get_json(url: str, timeout: float = 2.0) -> dict | list | None:
+    try:
+        resp = httpx.get(url, timeout=timeout)
+        if resp.status_code != 200:
+            return None
+        return resp.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _flink_conf_yaml(cfg: StackConfig) -> str:
+    """The distribution's config.yaml (it carries the JVM --add-opens Flink needs on Java 17) plus ours."""
+    import yaml
+
+    shipped = yaml.safe_load((cfg.flink_home / "conf" / "config.yaml").read_text()) or {}
+    ours = {
+        "jobmanager": {
+            "bind-host": HOST,
+            "rpc": {"address": HOST, "port": cfg.ports.flink_rpc},
+            "memory": {"process": {"size": "1024m"}},
+            "execution": {"failover-strategy": "region"},
+        },
+        "taskmanager": {
+            "bind-host": HOST,
+            "host": HOST,
+            "numberOfTaskSlots": 4,
+            "memory": {"process": {"size": "2048m"}},
+        },
+        "parallelism": {"default": 1},
+        "rest": {"address": HOST, "bind-address": HOST, "port": cfg.ports.flink_rest},
+        "blob": {"server": {"port": "0"}},
+        "metrics": {"fetcher": {"update-interval": 1000}},
+        "execution": {
+            "checkpointing": {
+                "dir": cfg.flink_checkpoints.as_uri(),
+                "savepoint-dir": cfg.flink_savepoints.as_uri(),
+            }
+        },
+        "python": {
+            "executable": str(cfg.flink_python),
+            "client": {"executable": str(cfg.flink_python)},
+        },
+        "web": {"cancel": {"enable": True}, "submit": {"enable": True}},
+    }
+    # Flink 2.x reads standard YAML; JSON is valid YAML, so we write JSON: no quoting surprises.
+    return "# Generated by `rtml local up`; edit airflow_rtml/local/stack.py instead.\n" + json.dumps(
+        _deep_merge(shipped, ours), indent=2
+    )
+
+
+class _FlinkProcess(Service):
+    role: str  # "jobmanager" | "taskmanager"
+
+    def prepare(self, progress: Progress) -> None:
+        conf_dir = self.cfg.flink_conf_dir
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        for src in (self.cfg.flink_home / "conf").iterdir():
+            if src.is_file() and src.name != "config.yaml":
+                (conf_dir / src.name).write_bytes(src.read_bytes())
+        (conf_dir / "config.yaml").write_text(_flink_conf_yaml(self.cfg))
+        for d in (self.cfg.flink_checkpoints, self.cfg.flink_savepoints, self.cfg.log_dir / "flink"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        return ["bash", str(self.cfg.flink_home / "bin" / f"{self.role}.sh"), "start-foreground"]
+
+    def env(self) -> dict[str, str]:
+        return {
+            "JAVA_HOME": java_home(),
+            "FLINK_CONF_DIR": str(self.cfg.flink_conf_dir),
+            "FLINK_LOG_DIR": str(self.cfg.log_dir / "flink"),
+            "FLINK_PID_DIR": str(self.cfg.run_dir),
+        }
+
+
+def flink_cli(cfg: StackConfig) -> tuple[list[str], dict[str, str]]:
+    """The ``flink`` CLI of the local cluster's distribution and the environment it needs (conf dir, Java)."""
+    env = dict(os.environ, JAVA_HOME=java_home(), FLINK_CONF_DIR=str(cfg.flink_conf_dir),
+               FLINK_LOG_DIR=str(cfg.log_dir / "flink"))
+    return [str(cfg.flink_home / "bin" / "flink")], env
+
+
+class FlinkJobManager(_FlinkProcess):
+    """Flink session-cluster JobManager (REST + web UI on 127.0.0.1:8081)."""
+
+    name = "flink-jobmanager"
+    role = "jobmanager"
+
+    def __init__(self, cfg: StackConfig):
+        super().__init__(cfg)
+        self.ports = ((cfg.ports.flink_rest, "Flink REST"), (cfg.ports.flink_rpc, "Flink JobManager RPC"))
+
+    def health(self) -> tuple[bool, str]:
+        overview = _get_json(f"{self.cfg.flink_rest_url}/overview")
+        if not isinstance(overview, dict):
+            return False, "REST /overview not answering yet"
+        return True, f"Flink {overview.get('flink-version')}, jobs running: {overview.get('jobs-running', 0)}"
+
+    def urls(self) -> list[str]:
+        return [f"Flink web UI / REST: {self.cfg.flink_rest_url}"]
+
+
+class FlinkTaskManager(_FlinkProcess):
+    """Flink TaskManager with 4 slots, registered with the local JobManager."""
+
+    name = "flink-taskmanager"
+    role = "taskmanager"
+
+    def prepare(self, progress: Progress) -> None:
+        # The JobManager's prepare() already wrote the conf dir; keep a TaskManager started alone working.
+        if not (self.cfg.flink_conf_dir / "config.yaml").exists():
+            super().prepare(progress)
+
+    def health(self) -> tuple[bool, str]:
+        overview = _get_json(f"{self.cfg.flink_rest_url}/overview")
+        if not isinstance(overview, dict):
+            return False, "JobManager not answering"
+        tms = overview.get("taskmanagers", 0)
+        if tms < 1:
+            return False, "no TaskManager registered yet"
+        return True, f"{tms} TaskManager(s), {overview.get('slots-available')}/{overview.get('slots-total')} slots free"
+
+
+class KafkaBroker(Service):
+    """Single-node Kafka 4.x in KRaft mode (broker + controller) on 127.0.0.1:9092."""
+
+    name = "kafka"
+
+    def __init__(self, cfg: StackConfig):
+        super().__init__(cfg)
+        self.ports = ((cfg.ports.kafka, "Kafka broker"), (cfg.ports.kafka_controller, "Kafka KRaft controller"))
+
+    @property
+    def properties_file(self) -> Path:
+        return self.cfg.kafka_dir / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cfg.kafka_dir / "data"
+
+    def _java(self) -> list[str]:
+        return [str(Path(java_home(), "bin", "java")), "-cp", f"{self.cfg.kafka_libs}/*"]
+
+    def prepare(self, progress: Progress) -> None:
+        p = self.cfg.ports
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{HOST}:{p.kafka_controller}",
+            "listeners": f"PLAINTEXT://{HOST}:{p.kafka},CONTROLLER://{HOST}:{p.kafka_controller}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{p.kafka}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "true",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        self.cfg.kafka_dir.mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(
+            "# Generated by `rtml local up`.\n" + "".join(f"{k}={v}\n" for k, v in props.items())
+        )
+        (self.cfg.kafka_dir / "log4j2.properties").write_text(
+            "rootLogger.level = INFO\nrootLogger.appenderRef.stdout.ref = STDOUT\n"
+            "appender.stdout.type = Console\nappender.stdout.name = STDOUT\n"
+            "appender.stdout.layout.type = PatternLayout\n"
+            "appender.stdout.layout.pattern = [%d] %p %m (%c)%n\n"
+            "logger.kafka.name = kafka\nlogger.kafka.level = INFO\n"
+            "logger.apache.name = org.apache.kafka\nlogger.apache.level = WARN\n"
+        )
+        if not (self.data_dir / "meta.properties").exists():
+            cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            progress(f"{self.name}: formatting KRaft storage (cluster id {cluster_id})")
+            proc = subprocess.run(
+                [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                 "-c", str(self.properties_file)],
+                capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            )
+            if proc.returncode != 0:
+                raise ServiceStartError(
+                    f"{self.name}: formatting storage in {self.data_dir} failed:\n{proc.stdout}{proc.stderr}"
+                )
+
+    def command(self) -> list[str]:
+        return [
+            *self._java()[:1], "-Xms256m", "-Xmx512m", "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={self.cfg.kafka_dir / 'log4j2.properties'}",
+            *self._java()[1:], "kafka.Kafka", str(self.properties_file),
+        ]
+
+    def health(self) -> tuple[bool, str]:
+        # Import here: confluent-kafka loads librdkafka, which `rtml --help` does not need.
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            admin = AdminClient(
+                {"bootstrap.servers": self.cfg.kafka_bootstrap, "socket.timeout.ms": 2000, "log_level": 0}
+            )
+            md = admin.list_topics(timeout=2)
+        except Exception as exc:  # noqa: BLE001 - any client error means "not healthy yet"
+            return False, f"metadata request failed: {exc}"
+        if not md.brokers:
+            return False, "no broker in metadata"
+        return True, f"{len(md.brokers)} broker(s), {len(md.topics)} topic(s)"
+
+    def urls(self) -> list[str]:
+        return [f"Kafka bootstrap servers: {self.cfg.kafka_bootstrap}"]
+
+
+class AirflowStandalone(Service):
+    """``airflow standalone`` (scheduler, dag-processor, triggerer, API server) on SQLite.
+
+    Stopped by SIGINT to its PID: SIGTERM would orphan its children.
+    """
+
+    name = "airflow"
+    startup_timeout = 240.0
+    stop_signal = signal.SIGINT
+    stop_timeout = 60.0
+
+    def __init__(self, cfg: StackConfig):
+        super().__init__(cfg)
+        p = cfg.ports
+        self.ports = (
+            (p.airflow_api, "Airflow API server"),
+            (p.airflow_worker_logs, "Airflow worker log server"),
+            (p.airflow_triggerer_logs, "Airflow triggerer log server"),
+        )
+
+    def prepare(self, progress: Progress) -> None:
+        self.cfg.airflow_home.mkdir(parents=True, exist_ok=True)
+        self.cfg.dags_folder.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        return [str(Path(sys.executable).with_name("airflow")), "standalone"]
+
+    def env(self) -> dict[str, str]:
+        return airflow_env(self.cfg)
+
+    def health(self) -> tuple[bool, str]:
+        body = _get_json(f"{self.cfg.airflow_url}/api/v2/monitor/health")
+        if not isinstance(body, dict):
+            return False, "API server not answering yet"
+        parts = {k: (v or {}).get("status") for k, v in body.items() if isinstance(v, dict) or v is None}
+        unhealthy = sorted(k for k, v in parts.items() if v != "healthy")
+        if unhealthy:
+            return False, "not healthy yet: " + ", ".join(f"{k}={parts[k]}" for k in unhealthy)
+        return True, "metadatabase, scheduler, triggerer, dag_processor healthy"
+
+    def urls(self) -> list[str]:
+        return [f"Airflow UI / API: {self.cfg.airflow_url} (local stack: no login, every user is admin)"]
+
+
+def airflow_env(cfg: StackConfig) -> dict[str, str]:
+    """Environment under which Airflow (and the ``airflow`` CLI) sees the local stack's Airflow.
+
+    The settings travel as ``AIRFLOW__*`` variables so they cannot go stale in a generated airflow.cfg;
+    ``rtml local env`` prints them for a shell.
+    """
+    p = cfg.ports
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "AIRFLOW_HOME": str(cfg.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Sized for 2 cores: a handful of concurrent task processes, deferrable waits cost no slot.
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "8",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{p.airflow_api}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{cfg.airflow_home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": HOST,
+        "AIRFLOW__API__PORT": str(p.airflow_api),
+        "AIRFLOW__API__BASE_URL": cfg.airflow_url,
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(p.airflow_worker_logs),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(p.airflow_triggerer_logs),
+        # New DAG files show up within seconds instead of the default 5 minutes.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        # Connections of the local stack (Flink REST, Kafka) as URIs, so DAGs run unchanged elsewhere.
+        "AIRFLOW_CONN_FLINK_DEFAULT": f"flink-rest://{HOST}:{p.flink_rest}",
+        "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
+            {"conn_type": "kafka", "extra": {"bootstrap.servers": cfg.kafka_bootstrap}}
+        ),
+        "RTML_FLINK_KAFKA_CONNECTOR_JAR": str(cfg.kafka_connector_jar),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Supervision
+# --------------------------------------------------------------------------------------------------
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        cmd = " ".join(proc.cmdline())[:160]
+    except (psutil.Error, OSError):
+        cmd = "?"
+    try:
+        name = proc.name()
+    except psutil.Error:
+        name = "?"
+    return f"pid {proc.pid} ({name}: {cmd})"
+
+
+def listening_pid(port: int) -> int | None | bool:
+    """PID listening on ``port`` (any address), None if the port is free, True if held by an unknown process."""
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            return conn.pid if conn.pid else True
+    # Not listening, but maybe still not bindable (e.g. another namespace or a stray bound socket).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return True
+    return None
+
+
+class LocalStack:
+    """Start, check and stop the embedded stack. Thread-unsafe; one ``rtml`` command at a time."""
+
+    def __init__(self, cfg: StackConfig | None = None, progress: Progress | None = None):
+        self.cfg = cfg or StackConfig.from_env()
+        self.progress: Progress = progress or (lambda msg: None)
+        self.services: list[Service] = [
+            FlinkJobManager(self.cfg),
+            FlinkTaskManager(self.cfg),
+            KafkaBroker(self.cfg),
+            AirflowStandalone(self.cfg),
+        ]
+
+    # --- process records ---
+    def _pidfile(self, svc: Service) -> Path:
+        return self.cfg.run_dir / f"{svc.name}.json"
+
+    def process_of(self, svc: Service) -> psutil.Process | None:
+        """The live process recorded for ``svc``, or None (a stale record is removed)."""
+        path = self._pidfile(svc)
+        if not path.exists():
+            return None
+        try:
+            rec = json.loads(path.read_text())
+            proc = psutil.Process(rec["pid"])
+            if abs(proc.create_time() - rec["create_time"]) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
+                return proc
+        except (psutil.Error, ValueError, KeyError, OSError):
+            pass
+        path.unlink(missing_ok=True)
+        return None
+
+    def stack_processes(self) -> list[psutil.Process]:
+        """Every live process carrying this stack's marker (services and all their descendants)."""
+        home = str(self.cfg.home)
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.pid != os.getpid() and proc.environ().get(MARKER) == home:
+                    found.append(proc)
+            except (psutil.Error, OSError):
+                continue
+        return found
+
+    # --- up ---
+    def up(self, install: bool = True) -> list[Service]:
+        """Bring every service up (reusing running ones); return the services this call started."""
+        if install:
+            install_all(self.cfg, self.progress)
+        for d in (self.cfg.run_dir, self.cfg.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+        to_start = []
+        for svc in self.services:
+            proc = self.process_of(svc)
+            if proc is not None:
+                self.progress(f"{svc.name}: already up (pid {proc.pid}), reusing it")
+            else:
+                to_start.append(svc)
+        self._check_ports(to_start)
+
+        started: list[Service] = []
+        try:
+            for svc in to_start:
+                svc.prepare(self.progress)
+                proc = self._spawn(svc)
+                started.append(svc)
+                self.progress(f"{svc.name}: started (pid {proc.pid}, log {svc.log_file})")
+            for svc in self.services:
+                self._wait_healthy(svc)
+        except BaseException:
+            if started:
+                self.progress("start-up failed: stopping what this `up` started")
+                for svc in reversed(started):
+                    self._stop(svc)
+            raise
+        return started
+
+    def _check_ports(self, services: Iterable[Service]) -> None:
+        ours = {p.pid for p in self.stack_processes()}
+        problems = []
+        for svc in services:
+            for port, what in svc.ports:
+                holder = listening_pid(port)
+                if holder is None:
+                    continue
+                if holder is True:
+                    problems.append(f"port {port} ({what}) is already in use by a process we cannot see")
+                elif holder in ours:
+                    problems.append(
+                        f"port {port} ({what}) is held by a leftover process of this stack, "
+                        f"{_describe(psutil.Process(holder))}: run `rtml local down` first"
+                    )
+                else:
+                    problems.append(
+                        f"port {port} ({what}) is already in use by {_describe(psutil.Process(holder))}"
+                    )
+        if problems:
+            raise PortInUseError(
+                "Cannot start the local stack; nothing was started:\n  - " + "\n  - ".join(problems)
+                + "\nTo fix this, stop the process(es) named above (or the other stack using these ports) "
+                "and run `rtml local up` again."
+            )
+
+    def _spawn(self, svc: Service) -> psutil.Process:
+        env = dict(os.environ)
+        env.update(svc.env())
+        env[MARKER] = str(self.cfg.home)
+        svc.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with svc.log_file.open("ab") as log:
+            log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(svc.command())}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(
+                svc.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=str(self.cfg.home), start_new_session=True,
+            )
+        proc = psutil.Process(popen.pid)
+        self._pidfile(svc).write_text(
+            json.dumps({"pid": popen.pid, "create_time": proc.create_time(), "command": svc.command()})
+        )
+        return proc
+
+    def _wait_healthy(self, svc: Service) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + svc.startup_timeout
+        last_detail, last_report = "", t0
+        while True:
+            ok, detail = svc.health()
+            if ok:
+                self.progress(f"{svc.name}: healthy after {time.monotonic() - t0:.1f}s ({detail})")
+                return
+            proc = self.process_of(svc)
+            if proc is None:
+                raise ServiceStartError(
+                    f"{svc.name} exited during start-up. Last lines of {svc.log_file}:\n{self._tail(svc)}"
+                )
+            now = time.monotonic()
+            if now > deadline:
+                raise ServiceStartError(
+                    f"{svc.name} not healthy after {svc.startup_timeout:.0f}s ({detail}). "
+                    f"Last lines of {svc.log_file}:\n{self._tail(svc)}"
+                )
+            if detail != last_detail or now - last_report > 15:
+                self.progress(f"{svc.name}: waiting ({detail})")
+                last_detail, last_report = detail, now
+            time.sleep(0.5)
+
+    def _tail(self, svc: Service, lines: int = 25) -> str:
+        try:
+            text = svc.log_file.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return "    (no log)"
+        return "\n".join("    " + line for line in text)
+
+    # --- status ---
+    def status(self) -> list[ServiceStatus]:
+        out = []
+        for svc in self.services:
+            proc = self.process_of(svc)
+            rss = 0
+            if proc is not None:
+                for p in [proc, *proc.children(recursive=True)]:
+                    try:
+                        rss += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            healthy, detail = svc.health() if proc is not None else (False, "not running")
+            out.append(ServiceStatus(svc.name, proc is not None, healthy, detail, proc.pid if proc else None, rss))
+        return out
+
+    # --- down ---
+    def down(self) -> int:
+        """Stop every process of this stack (services first, in reverse order, then stragglers).
+
+        Returns the number of processes stopped. Data (Kafka logs, Airflow DB, checkpoints) is kept.
+        """
+        count = 0
+        for svc in reversed(self.services):
+            count += self._stop(svc)
+        stragglers = self.stack_processes()
+        if stragglers:
+            self.progress(f"stopping {len(stragglers)} leftover process(es) of this stack")
+            count += _terminate(stragglers, timeout=10)
+        return count
+
+    def _stop(self, svc: Service) -> int:
+        proc = self.process_of(svc)
+        if proc is None:
+            self._pidfile(svc).unlink(missing_ok=True)
+            return 0
+        try:
+            tree = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            tree = [proc]
+        self.progress(f"{svc.name}: stopping pid {proc.pid} ({signal.Signals(svc.stop_signal).name})")
+        try:
+            proc.send_signal(svc.stop_signal)
+        except psutil.NoSuchProcess:
+            pass
+        _, alive = psutil.wait_procs(tree, timeout=svc.stop_timeout)
+        if alive:
+            self.progress(f"{svc.name}: {len(alive)} process(es) still alive after {svc.stop_timeout:.0f}s, terminating")
+            _terminate(alive, timeout=10)
+        self._pidfile(svc).unlink(missing_ok=True)
+        return len(tree)
+
+
+def _terminate(procs: list[psutil.Process], timeout: float) -> int:
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return len(procs)

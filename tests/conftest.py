@@ -1,0 +1,37 @@
+"""Shared fixtures. Integration tests run against the real embedded stack (never a mock of it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# The stack's state folder and DAGs belong to this checkout, whatever the current directory.
+os.environ.setdefault("RTML_PROJECT_DIR", str(REPO))
+
+from airflow_rtml.local.config import StackConfig  # noqa: E402
+from airflow_rtml.local.stack import LocalStack  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration" in str(item.fspath) or "tests/system" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack_config() -> StackConfig:
+    return StackConfig.from_env()
+
+
+@pytest.fixture
+def stack(stack_config) -> LocalStack:
+    """The embedded stack, up and healthy. Idempotent: a running stack is reused (a health check only).
+
+    If a component cannot start, this raises with the component's log tail: the test fails, loudly.
+    """
+    s = LocalStack(stack_config, progress=lambda msg: print(msg, flush=True))
+    s.up(install=True)
+    return s
