@@ -31,6 +31,12 @@ def get_provider_info() -> dict:
                 "tags": ["apache"],
             }
         ],
+        "hooks": [
+            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.hooks.flink"]},
+        ],
+        "connection-types": [
+            {"hook-class-name": "airflow_rtml.hooks.flink.FlinkRestHook", "connection-type": "flink_rest"},
+        ],
         "plugins": [
             {"name": "airflow_rtml", "plugin-class": "airflow_rtml.plugins.RtmlPlugin"},
         ],

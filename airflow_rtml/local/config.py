@@ -80,6 +80,11 @@ class StackConfig:
         return self.flink_venv / "lib" / pyver / "site-packages" / "pyflink"
 
     @property
+    def flink_python_jar(self) -> Path:
+        """``PythonDriver`` jar of the distribution: runs PyFlink scripts submitted over REST."""
+        return self.flink_home / "opt" / f"flink-python-{FLINK_VERSION}.jar"
+
+    @property
     def connectors_dir(self) -> Path:
         return self.home / "connectors"
 

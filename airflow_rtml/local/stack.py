@@ -402,6 +402,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
             {"conn_type": "kafka", "extra": {"bootstrap.servers": cfg.kafka_bootstrap}}
         ),
         "RTML_FLINK_KAFKA_CONNECTOR_JAR": str(cfg.kafka_connector_jar),
+        "RTML_FLINK_PYTHON_JAR": str(cfg.flink_python_jar),
     }
 
 

@@ -74,6 +74,18 @@ def test_airflow_providers_list_shows_us(tmp_path):
     assert ours and ours[0]["version"] == airflow_rtml.__version__
 
 
+def test_airflow_lists_our_connection_types(tmp_path):
+    code = (
+        "from airflow.providers_manager import ProvidersManager\n"
+        "hooks = ProvidersManager().hooks\n"
+        "print(hooks['flink_rest'].hook_class_name)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                         env={"AIRFLOW_HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("airflow_rtml.hooks.flink.FlinkRestHook")
+
+
 def test_importing_the_provider_never_imports_pyflink():
     code = (
         "import sys, pkgutil, importlib, airflow_rtml\n"

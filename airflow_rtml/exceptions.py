@@ -1,0 +1,68 @@
+"""Exceptions of airflow-rtml. The sync and deferred paths of every operator raise the same classes.
+
+Each message says what happened and what to check; the attributes carry the ids a caller needs.
+"""
+
+from __future__ import annotations
+
+
+class RtmlError(Exception):
+    """Base class of every exception airflow-rtml raises."""
+
+
+class FlinkError(RtmlError):
+    """Base class of Flink-related errors."""
+
+
+class FlinkConfigurationError(FlinkError):
+    """A ``flink_rest`` / ``flink_sql_gateway`` connection or an operator argument is invalid."""
+
+
+class FlinkConnectionError(FlinkError):
+    """The JobManager (or SQL Gateway) could not be reached, after retrying transient errors."""
+
+
+class FlinkApiError(FlinkError):
+    """Flink answered a request with an error that is not retryable (4xx other than 404/429)."""
+
+    def __init__(self, message: str, status_code: int | None = None, body: str | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+
+class FlinkJobNotFound(FlinkError):
+    """No job with this id (or name) exists on the cluster."""
+
+    def __init__(self, message: str, job_id: str | None = None, job_name: str | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+        self.job_name = job_name
+
+
+class FlinkJobFailed(FlinkError):
+    """A job reached FAILED or CANCELED (or another state it must not reach); ``root_cause`` is Flink's text."""
+
+    def __init__(self, message: str, job_id: str, state: str, root_cause: str | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
+        self.root_cause = root_cause
+
+
+class FlinkSavepointFailed(FlinkError):
+    """A savepoint or stop-with-savepoint request finished with a failure cause."""
+
+    def __init__(self, message: str, job_id: str, trigger_id: str | None = None, cause: str | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+        self.trigger_id = trigger_id
+        self.cause = cause
+
+
+class FlinkJarUploadFailed(FlinkError):
+    """A jar could not be uploaded to (or run on) the JobManager."""
+
+
+class FlinkWaitTimeout(FlinkError):
+    """A wait on a Flink job did not reach its goal before its absolute deadline."""

@@ -1,0 +1,620 @@
+"""FlinkRestHook: the JobManager REST API of a Flink session cluster, sync and async.
+
+Connection type ``flink_rest`` (default id ``flink_default``): host, port (default 8081), schema
+(``http``/``https``), login/password for basic auth, and these extras only (an allow-list; nothing else is
+passed to the HTTP client):
+
+* ``verify`` — verify TLS certificates (default true);
+* ``ca_bundle`` — path of a CA bundle to verify against;
+* ``client_cert`` / ``client_key`` — paths of a client certificate and key (mutual TLS);
+* ``bearer_token`` — token for an auth proxy in front of the JobManager (instead of basic auth);
+* ``timeout`` — per-request timeout in seconds (default 10);
+* ``web_ui_url`` — base URL of the Flink web UI if it differs from the REST URL (used by extra links).
+
+Retries: connection errors, timeouts, 5xx and 429 are retried with exponential backoff
+(``retry_limit`` attempts in all); every other error is raised at once as a specific exception.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tenacity
+from airflow.sdk import BaseHook
+
+from airflow_rtml.exceptions import (
+    FlinkApiError,
+    FlinkConfigurationError,
+    FlinkConnectionError,
+    FlinkJarUploadFailed,
+    FlinkJobNotFound,
+)
+
+ALLOWED_EXTRAS = ("verify", "ca_bundle", "client_cert", "client_key", "bearer_token", "timeout", "web_ui_url")
+
+
+class JobState(str, Enum):
+    """Every state of a Flink job (``org.apache.flink.api.common.JobStatus``)."""
+
+    INITIALIZING = "INITIALIZING"
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    FAILING = "FAILING"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELED = "CANCELED"
+    FINISHED = "FINISHED"
+    RESTARTING = "RESTARTING"
+    SUSPENDED = "SUSPENDED"
+    RECONCILING = "RECONCILING"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Globally terminal: the job will never run again on this cluster."""
+        return self in (JobState.FINISHED, JobState.FAILED, JobState.CANCELED)
+
+    @property
+    def is_failure(self) -> bool:
+        return self in (JobState.FAILED, JobState.CANCELED)
+
+
+@dataclass(frozen=True)
+class JobOverview:
+    job_id: str
+    name: str
+    state: JobState
+    start_time_ms: int
+    end_time_ms: int
+
+    @classmethod
+    def from_json(cls, j: dict) -> JobOverview:
+        return cls(j["jid"], j["name"], JobState(j["state"]), int(j.get("start-time", -1)), int(j.get("end-time", -1)))
+
+
+@dataclass(frozen=True)
+class Vertex:
+    vertex_id: str
+    name: str
+    parallelism: int
+    status: str
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    job_id: str
+    name: str
+    state: JobState
+    start_time_ms: int
+    vertices: tuple[Vertex, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_json(cls, j: dict) -> JobDetail:
+        vertices = tuple(
+            Vertex(v["id"], v["name"], int(v.get("parallelism", 1)), v.get("status", "")) for v in j.get("vertices", [])
+        )
+        return cls(j["jid"], j["name"], JobState(j["state"]), int(j.get("start-time", -1)), vertices)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Summary of ``/jobs/:id/checkpoints``."""
+
+    completed: int
+    failed: int
+    latest_completed_id: int | None
+    latest_completed_trigger_ms: int | None
+    latest_completed_path: str | None
+    restored_from: str | None
+    restored_is_savepoint: bool
+
+    @classmethod
+    def from_json(cls, j: dict) -> CheckpointInfo:
+        counts = j.get("counts") or {}
+        latest = j.get("latest") or {}
+        done = latest.get("completed") or {}
+        restored = latest.get("restored") or {}
+        return cls(
+            completed=int(counts.get("completed", 0)),
+            failed=int(counts.get("failed", 0)),
+            latest_completed_id=done.get("id"),
+            latest_completed_trigger_ms=done.get("trigger_timestamp"),
+            latest_completed_path=done.get("external_path"),
+            restored_from=restored.get("external_path"),
+            restored_is_savepoint=bool(restored.get("is_savepoint", False)),
+        )
+
+
+@dataclass(frozen=True)
+class SavepointStatus:
+    """Status of an asynchronous savepoint / stop-with-savepoint operation."""
+
+    trigger_id: str
+    in_progress: bool
+    location: str | None
+    failure_cause: str | None
+
+    @classmethod
+    def from_json(cls, trigger_id: str, j: dict) -> SavepointStatus:
+        op = j.get("operation") or {}
+        cause = op.get("failure-cause")
+        if isinstance(cause, dict):
+            cause = cause.get("stack-trace") or cause.get("class") or json.dumps(cause)
+        return cls(trigger_id, (j.get("status") or {}).get("id") != "COMPLETED", op.get("location"), cause)
+
+
+def root_cause_from_exceptions(body: dict) -> str | None:
+    """Flink's root-cause text from ``/jobs/:id/exceptions`` (Flink 2.x history, 1.x ``root-exception``)."""
+    entries = ((body.get("exceptionHistory") or {}).get("entries")) or []
+    if entries:
+        text = entries[0].get("stacktrace") or entries[0].get("exceptionName")
+        if text:
+            return str(text)
+    return body.get("root-exception") or None
+
+
+def short_cause(text: str | None, lines: int = 6) -> str:
+    """The first lines of a Java stack trace: enough to read the cause, short enough for a log line."""
+    if not text:
+        return "(Flink reported no exception)"
+    kept = [ln for ln in text.strip().splitlines() if ln.strip()][:lines]
+    return "\n".join(kept)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One REST call: what to send, how to read the answer, what a 404 means."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: dict | None = None
+    files: dict | None = None
+    parse: Callable[[Any], Any] = lambda body: body
+    not_found: Callable[[], Exception] | None = None
+
+
+def _error_text(resp: httpx.Response) -> str:
+    """Flink's ``{"errors": [...]}`` reduced to the first line of each error (no Java stack frames)."""
+    try:
+        errors = resp.json().get("errors")
+    except (ValueError, AttributeError):
+        errors = None
+    if not errors:
+        return resp.text[:1000]
+    return "; ".join(str(e).strip().splitlines()[0] for e in errors if str(e).strip())[:2000]
+
+
+def _check_trigger_id(trigger_id: str | None) -> None:
+    if trigger_id is not None and not re.fullmatch(r"[0-9a-f]{32}", trigger_id):
+        raise FlinkConfigurationError(
+            f"trigger_id {trigger_id!r} is not a Flink trigger id. To fix this, pass 32 lowercase hex "
+            "characters, e.g. uuid.uuid4().hex."
+        )
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500 or exc.response.status_code == 429
+    return False
+
+
+class FlinkRestHook(BaseHook):
+    """Talk to a Flink JobManager over REST; sync methods and ``a_``-prefixed async twins.
+
+    :param flink_conn_id: a ``flink_rest`` connection id.
+    :param retry_limit: attempts per request for transient errors (connection, timeout, 5xx, 429).
+    :param retry_delay: first backoff delay in seconds; doubles each attempt, capped at 30 s.
+    """
+
+    conn_name_attr = "flink_conn_id"
+    default_conn_name = "flink_default"
+    conn_type = "flink_rest"
+    hook_name = "Flink REST (JobManager)"
+
+    def __init__(self, flink_conn_id: str = default_conn_name, retry_limit: int = 4, retry_delay: float = 0.5):
+        super().__init__()
+        if retry_limit < 1:
+            raise FlinkConfigurationError("retry_limit must be >= 1 (it counts the first attempt too).")
+        self.flink_conn_id = flink_conn_id
+        self.retry_limit = retry_limit
+        self.retry_delay = retry_delay
+        self._settings: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ connection
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": [],
+            "relabeling": {"schema": "Scheme (http or https)", "login": "Basic auth user", "password": "Basic auth password"},
+            "placeholders": {
+                "host": "jobmanager.example.com",
+                "port": "8081",
+                "schema": "http",
+                "extra": json.dumps({"verify": True, "ca_bundle": "/path/ca.pem", "timeout": 10}),
+            },
+        }
+
+    @staticmethod
+    def settings_from_connection(conn) -> dict[str, Any]:
+        """Client settings from a connection; unknown extras are rejected, not silently passed on."""
+        extra = conn.extra_dejson or {}
+        unknown = sorted(set(extra) - set(ALLOWED_EXTRAS))
+        if unknown:
+            raise FlinkConfigurationError(
+                f"Connection {conn.conn_id!r} has unsupported extras {unknown}. "
+                f"To fix this, keep only {list(ALLOWED_EXTRAS)} in its extra field."
+            )
+        host = (conn.host or "").strip()
+        if not host:
+            raise FlinkConfigurationError(
+                f"Connection {conn.conn_id!r} has no host. To fix this, set the JobManager's host (and port)."
+            )
+        scheme = (conn.schema or "http").lower()
+        if "://" in host:
+            scheme, host = host.split("://", 1)
+        if scheme not in ("http", "https"):
+            raise FlinkConfigurationError(
+                f"Connection {conn.conn_id!r}: scheme must be http or https, got {scheme!r}."
+            )
+        base_url = f"{scheme}://{host.rstrip('/')}:{conn.port or 8081}"
+        verify: Any = extra.get("verify", True)
+        if isinstance(verify, str):
+            verify = verify.lower() not in ("false", "0", "no")
+        if verify and extra.get("ca_bundle"):
+            verify = str(extra["ca_bundle"])
+        cert = None
+        if extra.get("client_cert"):
+            cert = (str(extra["client_cert"]), str(extra["client_key"])) if extra.get("client_key") else str(extra["client_cert"])
+        headers = {}
+        auth = None
+        if extra.get("bearer_token"):
+            headers["Authorization"] = f"Bearer {extra['bearer_token']}"
+        elif conn.login:
+            auth = (conn.login, conn.password or "")
+        try:
+            timeout = float(extra.get("timeout", 10))
+        except (TypeError, ValueError):
+            raise FlinkConfigurationError(f"Connection {conn.conn_id!r}: extra 'timeout' must be a number of seconds.")
+        return {
+            "base_url": base_url,
+            "verify": verify,
+            "cert": cert,
+            "headers": headers,
+            "auth": auth,
+            "timeout": timeout,
+            "web_ui_url": str(extra.get("web_ui_url") or base_url).rstrip("/"),
+        }
+
+    def _get_settings(self) -> dict[str, Any]:
+        if self._settings is None:
+            self._settings = self.settings_from_connection(self.get_connection(self.flink_conn_id))
+        return self._settings
+
+    async def _aget_settings(self) -> dict[str, Any]:
+        if self._settings is None:
+            self._settings = self.settings_from_connection(await self.aget_connection(self.flink_conn_id))
+        return self._settings
+
+    @property
+    def base_url(self) -> str:
+        return self._get_settings()["base_url"]
+
+    def job_url(self, job_id: str) -> str:
+        """Link to a job in the Flink web UI."""
+        return f"{self._get_settings()['web_ui_url']}/#/job/running/{job_id}/overview"
+
+    # ------------------------------------------------------------------ transport
+    def _client_kwargs(self, s: dict[str, Any]) -> dict[str, Any]:
+        kw = {"base_url": s["base_url"], "verify": s["verify"], "headers": s["headers"], "timeout": s["timeout"]}
+        if s["auth"]:
+            kw["auth"] = s["auth"]
+        return kw
+
+    def _retrying_kwargs(self) -> dict[str, Any]:
+        return {
+            "stop": tenacity.stop_after_attempt(self.retry_limit),
+            "wait": tenacity.wait_exponential(multiplier=self.retry_delay, max=30),
+            "retry": tenacity.retry_if_exception(_retryable),
+            "reraise": True,
+        }
+
+    def _request_kwargs(self, call: _Call) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if call.json is not None:
+            kw["json"] = call.json
+        if call.params:
+            kw["params"] = call.params
+        if call.files:
+            kw["files"] = call.files
+        return kw
+
+    def _finish(self, call: _Call, resp: httpx.Response) -> Any:
+        if resp.status_code == 404 and call.not_found is not None:
+            raise call.not_found()
+        if resp.status_code >= 400:
+            raise FlinkApiError(
+                f"Flink REST {call.method} {call.path} answered {resp.status_code}: {_error_text(resp)}",
+                resp.status_code,
+                resp.text,
+            )
+        try:
+            body = resp.json() if resp.content else None
+            return call.parse(body)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FlinkApiError(
+                f"Flink REST {call.method} {call.path} answered {resp.status_code} with a body we cannot read "
+                f"({exc!r}): {resp.text[:500]!r}. To fix this, check that connection {self.flink_conn_id!r} points "
+                "at a Flink JobManager's REST port (not a proxy error page).",
+                resp.status_code,
+                resp.text,
+            ) from exc
+
+    def _unreachable(self, call: _Call, exc: BaseException) -> FlinkConnectionError:
+        return FlinkConnectionError(
+            f"Flink JobManager at {self._settings['base_url'] if self._settings else '?'} did not answer "
+            f"{call.method} {call.path} after {self.retry_limit} attempt(s): {exc!r}. To fix this, check that the "
+            f"cluster is running and that connection {self.flink_conn_id!r} points at its REST port."
+        )
+
+    def _call(self, call: _Call) -> Any:
+        s = self._get_settings()
+        kw = self._request_kwargs(call)
+        try:
+            with httpx.Client(cert=s["cert"], **self._client_kwargs(s)) as client:
+                for attempt in tenacity.Retrying(**self._retrying_kwargs()):
+                    with attempt:
+                        resp = client.request(call.method, call.path, **kw)
+                        if resp.status_code >= 500 or resp.status_code == 429:
+                            resp.raise_for_status()
+        except httpx.TransportError as exc:
+            raise self._unreachable(call, exc) from exc
+        except httpx.HTTPStatusError as exc:
+            resp = exc.response
+        return self._finish(call, resp)
+
+    async def _acall(self, call: _Call) -> Any:
+        s = await self._aget_settings()
+        kw = self._request_kwargs(call)
+        try:
+            async with httpx.AsyncClient(cert=s["cert"], **self._client_kwargs(s)) as client:
+                async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs()):
+                    with attempt:
+                        resp = await client.request(call.method, call.path, **kw)
+                        if resp.status_code >= 500 or resp.status_code == 429:
+                            resp.raise_for_status()
+        except httpx.TransportError as exc:
+            raise self._unreachable(call, exc) from exc
+        except httpx.HTTPStatusError as exc:
+            resp = exc.response
+        return self._finish(call, resp)
+
+    # ------------------------------------------------------------------ calls (shared by sync and async)
+    @staticmethod
+    def _job_missing(job_id: str) -> Callable[[], Exception]:
+        return lambda: FlinkJobNotFound(
+            f"Flink has no job {job_id}. To fix this, check the job id (a job id changes on every submit; "
+            f"look the job up by name) or whether the job's history expired.",
+            job_id=job_id,
+        )
+
+    def _c_jobs(self) -> _Call:
+        return _Call("GET", "/jobs/overview", parse=lambda b: [JobOverview.from_json(j) for j in b.get("jobs", [])])
+
+    def _c_job(self, job_id: str) -> _Call:
+        return _Call("GET", f"/jobs/{job_id}", parse=JobDetail.from_json, not_found=self._job_missing(job_id))
+
+    def _c_exceptions(self, job_id: str) -> _Call:
+        return _Call("GET", f"/jobs/{job_id}/exceptions", parse=root_cause_from_exceptions,
+                     not_found=self._job_missing(job_id))
+
+    def _c_checkpoints(self, job_id: str) -> _Call:
+        return _Call("GET", f"/jobs/{job_id}/checkpoints", parse=CheckpointInfo.from_json,
+                     not_found=self._job_missing(job_id))
+
+    def _c_watermarks(self, job_id: str, vertex_id: str) -> _Call:
+        return _Call("GET", f"/jobs/{job_id}/vertices/{vertex_id}/watermarks",
+                     parse=lambda b: {m["id"]: m["value"] for m in (b or [])}, not_found=self._job_missing(job_id))
+
+    def _c_subtask_metrics(self, job_id: str, vertex_id: str, metrics: list[str], agg: str) -> _Call:
+        return _Call("GET", f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics",
+                     params={"get": ",".join(metrics), "agg": agg},
+                     parse=lambda b: {m["id"]: m.get(agg) for m in (b or [])}, not_found=self._job_missing(job_id))
+
+    def _c_savepoint_status(self, job_id: str, trigger_id: str) -> _Call:
+        return _Call("GET", f"/jobs/{job_id}/savepoints/{trigger_id}",
+                     parse=lambda b: SavepointStatus.from_json(trigger_id, b), not_found=self._job_missing(job_id))
+
+    # ------------------------------------------------------------------ sync API
+    def test_connection(self) -> tuple[bool, str]:
+        """Cheap and bounded: one ``GET /config`` without retries."""
+        try:
+            s = self._get_settings()
+            with httpx.Client(cert=s["cert"], **dict(self._client_kwargs(s), timeout=min(s["timeout"], 5))) as c:
+                resp = c.get("/config")
+            if resp.status_code != 200:
+                return False, f"Flink REST answered {resp.status_code}: {resp.text[:200]}"
+            return True, f"Connected to Flink {resp.json().get('flink-version')} at {s['base_url']}"
+        except Exception as exc:  # noqa: BLE001 - the UI wants a message, not a traceback
+            return False, f"Cannot reach Flink REST: {exc}"
+
+    def list_jobs(self) -> list[JobOverview]:
+        """All jobs the cluster knows (running and recently ended)."""
+        return self._call(self._c_jobs())
+
+    def get_job(self, job_id: str) -> JobDetail:
+        return self._call(self._c_job(job_id))
+
+    def get_job_state(self, job_id: str) -> JobState:
+        return self.get_job(job_id).state
+
+    def get_job_plan(self, job_id: str) -> dict:
+        return self._call(_Call("GET", f"/jobs/{job_id}/plan", parse=lambda b: b["plan"],
+                                not_found=self._job_missing(job_id)))
+
+    def get_root_cause(self, job_id: str) -> str | None:
+        return self._call(self._c_exceptions(job_id))
+
+    def get_checkpoints(self, job_id: str) -> CheckpointInfo:
+        return self._call(self._c_checkpoints(job_id))
+
+    def get_vertex_watermarks(self, job_id: str, vertex_id: str) -> dict[str, str]:
+        """Raw watermark metrics of a vertex: ``{"<subtask>.currentInputWatermark": "<ms>"}``."""
+        return self._call(self._c_watermarks(job_id, vertex_id))
+
+    def get_subtask_metrics(self, job_id: str, vertex_id: str, metrics: list[str], agg: str = "min") -> dict:
+        """Aggregated subtask metrics, e.g. ``{"currentInputWatermark": 1.7e12}`` for ``agg="min"``."""
+        return self._call(self._c_subtask_metrics(job_id, vertex_id, metrics, agg))
+
+    def find_jobs_by_name(self, name: str) -> list[JobOverview]:
+        return [j for j in self.list_jobs() if j.name == name]
+
+    def find_active_job(self, name: str) -> JobOverview | None:
+        """The non-terminal job with this name, if any; the newest one if several (a duplicate is logged)."""
+        active = sorted((j for j in self.find_jobs_by_name(name) if not j.state.is_terminal),
+                        key=lambda j: j.start_time_ms)
+        if len(active) > 1:
+            self.log.warning("%d active jobs are named %r: %s", len(active), name, [j.job_id for j in active])
+        return active[-1] if active else None
+
+    def upload_jar(self, jar_path: str | Path) -> str:
+        """Upload a jar to the JobManager; return its jar id (for :meth:`run_jar`)."""
+        path = Path(jar_path)
+        if not path.is_file():
+            raise FlinkJarUploadFailed(f"Jar {path} does not exist. To fix this, check the jar= path of the task.")
+        with path.open("rb") as fh:
+            call = _Call("POST", "/jars/upload", files={"jarfile": (path.name, fh, "application/x-java-archive")})
+            try:
+                body = self._call(call)
+            except FlinkApiError as exc:
+                raise FlinkJarUploadFailed(f"Uploading {path} to Flink failed: {exc}") from exc
+        if (body or {}).get("status") != "success":
+            raise FlinkJarUploadFailed(f"Uploading {path} to Flink failed: {body}")
+        return Path(body["filename"]).name
+
+    def run_jar(
+        self,
+        jar_id: str,
+        *,
+        entry_class: str | None = None,
+        program_args: list[str] | None = None,
+        parallelism: int | None = None,
+        job_id: str | None = None,
+        savepoint_path: str | None = None,
+        allow_non_restored_state: bool = False,
+        flink_configuration: dict[str, str] | None = None,
+    ) -> str:
+        """Run an uploaded jar; return the new job id. Not idempotent by itself: pass ``job_id`` to make it so."""
+        body: dict[str, Any] = {"allowNonRestoredState": allow_non_restored_state}
+        for key, value in (("entryClass", entry_class), ("programArgsList", program_args),
+                           ("parallelism", parallelism), ("jobId", job_id), ("savepointPath", savepoint_path),
+                           ("flinkConfiguration", flink_configuration)):
+            if value is not None:
+                body[key] = value
+        try:
+            return self._call(_Call("POST", f"/jars/{jar_id}/run", json=body, parse=lambda b: b["jobid"]))
+        except FlinkApiError as exc:
+            raise FlinkJarUploadFailed(
+                f"Running jar {jar_id} failed (the job's main() threw or the arguments are wrong): {exc}"
+            ) from exc
+
+    def ensure_jar(self, jar_path: str | Path) -> str:
+        """Jar id of ``jar_path`` on the JobManager, uploading it only if no jar of that file name is there."""
+        name = Path(jar_path).name
+        files = self._call(_Call("GET", "/jars", parse=lambda b: b.get("files", [])))
+        for f in sorted(files, key=lambda f: f.get("uploaded", 0), reverse=True):
+            if f.get("name") == name:
+                return f["id"]
+        return self.upload_jar(jar_path)
+
+    def run_python(
+        self,
+        script: str,
+        *,
+        driver_jar: str | Path,
+        args: list[str] | None = None,
+        **run_kwargs: Any,
+    ) -> str:
+        """Run a PyFlink script on the cluster through Flink's ``PythonDriver`` (as the Flink Kubernetes
+        Operator does): the JobManager executes the script with its ``python.client.executable``.
+
+        :param script: path of the script *as the JobManager sees it* (local path on the local stack).
+        :param driver_jar: the distribution's ``opt/flink-python-<version>.jar`` (uploaded once, then reused).
+        """
+        jar_id = self.ensure_jar(driver_jar)
+        return self.run_jar(
+            jar_id,
+            entry_class="org.apache.flink.client.python.PythonDriver",
+            program_args=["-py", str(script), *(args or [])],
+            **run_kwargs,
+        )
+
+    def delete_jar(self, jar_id: str) -> None:
+        self._call(_Call("DELETE", f"/jars/{jar_id}", not_found=lambda: FlinkApiError(f"No jar {jar_id}", 404)))
+
+    def stop_with_savepoint(
+        self, job_id: str, *, target_directory: str | None = None, drain: bool = False, trigger_id: str | None = None
+    ) -> str:
+        """Ask Flink to stop the job with a savepoint; return the trigger id to poll.
+
+        Passing our own ``trigger_id`` (32 hex characters) makes a retried request idempotent: Flink
+        dedupes operations by trigger id.
+        """
+        _check_trigger_id(trigger_id)
+        body: dict[str, Any] = {"drain": drain}
+        if target_directory:
+            body["targetDirectory"] = target_directory
+        if trigger_id:
+            body["triggerId"] = trigger_id
+        return self._call(_Call("POST", f"/jobs/{job_id}/stop", json=body, parse=lambda b: b["request-id"],
+                                not_found=self._job_missing(job_id)))
+
+    def trigger_savepoint(
+        self, job_id: str, *, target_directory: str | None = None, cancel_job: bool = False,
+        trigger_id: str | None = None,
+    ) -> str:
+        _check_trigger_id(trigger_id)
+        body: dict[str, Any] = {"cancel-job": cancel_job}
+        if target_directory:
+            body["target-directory"] = target_directory
+        if trigger_id:
+            body["triggerId"] = trigger_id
+        return self._call(_Call("POST", f"/jobs/{job_id}/savepoints", json=body, parse=lambda b: b["request-id"],
+                                not_found=self._job_missing(job_id)))
+
+    def get_savepoint_status(self, job_id: str, trigger_id: str) -> SavepointStatus:
+        return self._call(self._c_savepoint_status(job_id, trigger_id))
+
+    def cancel_job(self, job_id: str) -> None:
+        """Cancel a job (no savepoint). Cancelling a job that already ended is a no-op."""
+        self._call(_Call("PATCH", f"/jobs/{job_id}", params={"mode": "cancel"}, not_found=self._job_missing(job_id)))
+
+    # ------------------------------------------------------------------ async API (for triggers)
+    async def a_list_jobs(self) -> list[JobOverview]:
+        return await self._acall(self._c_jobs())
+
+    async def a_get_job(self, job_id: str) -> JobDetail:
+        return await self._acall(self._c_job(job_id))
+
+    async def a_get_root_cause(self, job_id: str) -> str | None:
+        return await self._acall(self._c_exceptions(job_id))
+
+    async def a_get_checkpoints(self, job_id: str) -> CheckpointInfo:
+        return await self._acall(self._c_checkpoints(job_id))
+
+    async def a_get_vertex_watermarks(self, job_id: str, vertex_id: str) -> dict[str, str]:
+        return await self._acall(self._c_watermarks(job_id, vertex_id))
+
+    async def a_get_subtask_metrics(self, job_id: str, vertex_id: str, metrics: list[str], agg: str = "min") -> dict:
+        return await self._acall(self._c_subtask_metrics(job_id, vertex_id, metrics, agg))
+
+    async def a_get_savepoint_status(self, job_id: str, trigger_id: str) -> SavepointStatus:
+        return await self._acall(self._c_savepoint_status(job_id, trigger_id))
