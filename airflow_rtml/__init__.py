@@ -34,6 +34,16 @@ def get_provider_info() -> dict:
         "hooks": [
             {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.hooks.flink"]},
         ],
+        "operators": [
+            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.operators.flink"]},
+        ],
+        "sensors": [
+            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.sensors.flink"]},
+        ],
+        "triggers": [
+            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.triggers.flink"]},
+        ],
+        "extra-links": ["airflow_rtml.operators.flink.FlinkJobLink"],
         "connection-types": [
             {"hook-class-name": "airflow_rtml.hooks.flink.FlinkRestHook", "connection-type": "flink_rest"},
         ],

@@ -159,12 +159,20 @@ def root_cause_from_exceptions(body: dict) -> str | None:
     return body.get("root-exception") or None
 
 
-def short_cause(text: str | None, lines: int = 6) -> str:
-    """The first lines of a Java stack trace: enough to read the cause, short enough for a log line."""
+_CAUSE_LINE = re.compile(r"^(Caused by: .*|[A-Za-z_][\w.]*(Error|Exception)\b.*)$")
+
+
+def short_cause(text: str | None, lines: int = 12) -> str:
+    """A Java stack trace reduced to what says *why*: its first line, every ``Caused by:`` line, and the
+    exception lines of an embedded Python traceback (a PyFlink UDF's error). Stack frames are dropped."""
     if not text:
         return "(Flink reported no exception)"
-    kept = [ln for ln in text.strip().splitlines() if ln.strip()][:lines]
-    return "\n".join(kept)
+    all_lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    kept = all_lines[:1]
+    for ln in all_lines[1:]:
+        if _CAUSE_LINE.match(ln) and ln not in kept:
+            kept.append(ln[:500])
+    return "\n".join(kept[-lines:] if len(kept) > lines else kept)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,336 @@
+"""Operators for the Flink job lifecycle on a session cluster: submit (adopt / upgrade), stop, cancel.
+
+Retry safety: a job's ``job_name`` is its identity. Re-running :class:`FlinkSubmitJobOperator` while a
+non-terminal job of that name runs adopts it (no duplicate); savepoint requests carry a trigger id derived
+from the task instance, so a retried stop is the same Flink operation, not a second savepoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, Literal
+
+from airflow.sdk import BaseOperator, BaseOperatorLink, Context, conf
+
+from airflow_rtml.exceptions import (
+    FlinkConfigurationError,
+    FlinkConnectionError,
+    FlinkJobFailed,
+    FlinkJobNotFound,
+    FlinkSavepointFailed,
+    FlinkWaitTimeout,
+)
+from airflow_rtml.hooks.flink import FlinkRestHook
+from airflow_rtml.triggers.flink import (
+    EventStatus,
+    FlinkJobStateTrigger,
+    evaluate_job_state,
+    make_event,
+    raise_for_event,
+)
+
+XCOM_JOB_ID = "job_id"
+PYTHON_DRIVER_JAR_ENV = "RTML_FLINK_PYTHON_JAR"
+
+
+class FlinkJobLink(BaseOperatorLink):
+    """Opens the job pushed by the task (XCom ``job_id``) in the Flink web UI."""
+
+    name = "Flink job"
+
+    def get_link(self, operator: BaseOperator, *, ti_key) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        job_id = XCom.get_value(ti_key=ti_key, key=XCOM_JOB_ID)
+        if not job_id:
+            return ""
+        return FlinkRestHook(getattr(operator, "flink_conn_id", FlinkRestHook.default_conn_name)).job_url(job_id)
+
+
+def wait_for_job_state(
+    hook: FlinkRestHook, job_id: str, targets: list[str], poll_interval: float, deadline: float | None
+) -> dict:
+    """Blocking twin of :class:`FlinkJobStateTrigger` (same events, same retry-until-deadline rule)."""
+    while True:
+        try:
+            detail = hook.get_job(job_id)
+            cause = hook.get_root_cause(job_id) if detail.state.is_failure else None
+            event = evaluate_job_state(job_id, detail.state, targets, cause)
+            if event is not None:
+                return event
+        except FlinkConnectionError as exc:
+            hook.log.warning("Flink not reachable, will retry until the deadline: %s", exc)
+        if deadline is not None and time.time() >= deadline:
+            return make_event(EventStatus.TIMEOUT, job_id,
+                              f"Flink job {job_id} did not reach {'/'.join(targets)} before the deadline")
+        time.sleep(poll_interval)
+
+
+def trigger_id_for(context: Context, job_id: str, purpose: str) -> str:
+    """A Flink trigger id (32 hex) that is the same for every try of this task instance on this job."""
+    ti = context["ti"]
+    key = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}/{job_id}/{purpose}"
+    return uuid.uuid5(uuid.NAMESPACE_URL, "airflow-rtml:" + key).hex
+
+
+def _default_deferrable() -> bool:
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class _FlinkJobWaitMixin:
+    """Defer to (or block on) :class:`FlinkJobStateTrigger`; shared by the submit operator and the sensor."""
+
+    flink_conn_id: str
+    poll_interval: float
+    deferrable: bool
+    wait_timeout: timedelta | None
+
+    def _deadline(self) -> float | None:
+        return time.time() + self.wait_timeout.total_seconds() if self.wait_timeout else None
+
+    def _wait(self, hook: FlinkRestHook, job_id: str, targets: list[str], result: dict) -> dict:
+        deadline = self._deadline()
+        # One synchronous look first: a job already there costs no deferral round trip.
+        state = hook.get_job_state(job_id)
+        event = evaluate_job_state(job_id, state, targets, hook.get_root_cause(job_id) if state.is_failure else None)
+        if event is None and self.deferrable:
+            self.defer(  # type: ignore[attr-defined]
+                trigger=FlinkJobStateTrigger(job_id, targets, self.flink_conn_id, self.poll_interval, deadline),
+                method_name="execute_complete",
+                kwargs={"result": result},
+            )
+        if event is None:
+            event = wait_for_job_state(hook, job_id, targets, self.poll_interval, deadline)
+        raise_for_event(event)
+        return dict(result, state=event["state"])
+
+    def execute_complete(self, context: Context, event: dict, result: dict | None = None) -> dict:
+        """Resume after the trigger: raises the same exceptions as the sync path."""
+        raise_for_event(event)
+        return dict(result or {"job_id": event["job_id"]}, state=event["state"])
+
+
+class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
+    """Submit a Flink job to a session cluster, or adopt the one already running under ``job_name``.
+
+    Exactly one of ``jar`` or ``python`` gives the artifact. Returns (XCom) ``{"job_id", "job_name",
+    "adopted", "savepoint_path", "state"}`` and pushes ``job_id`` separately for the extra link.
+
+    :param job_name: the job's identity, used for adoption; it is passed as ``pipeline.name`` (a PyFlink
+        script must not override it).
+    :param jar: path of a job jar on the Airflow worker (uploaded to the JobManager).
+    :param entry_class: main class of the jar (optional if the jar's manifest names it).
+    :param python: path of a PyFlink script *as the JobManager sees it* (run through Flink's PythonDriver).
+    :param python_driver_jar: Flink's ``opt/flink-python-<version>.jar`` (default: ``$RTML_FLINK_PYTHON_JAR``,
+        set by the local stack).
+    :param args: program arguments.
+    :param parallelism: job parallelism (default: the cluster's).
+    :param savepoint_path: start from this savepoint (templated; batch → stream hand-over).
+    :param allow_non_restored_state: allow savepoint state that maps to no operator.
+    :param flink_conf: extra Flink configuration for this job.
+    :param if_running: what to do when a job named ``job_name`` is already active: ``"adopt"`` (return it),
+        ``"upgrade"`` (stop it with a savepoint, submit the new artifact from that savepoint), ``"fail"``.
+    :param savepoint_dir: target directory of the upgrade savepoint (default: the cluster's).
+    :param wait_for: ``"running"`` (streaming) or ``"finished"`` (bounded jobs).
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param poll_interval: seconds between state polls.
+    :param wait_timeout: how long to wait for ``wait_for`` (absolute deadline, survives triggerer restarts).
+    """
+
+    template_fields: Sequence[str] = ("job_name", "jar", "python", "args", "savepoint_path", "flink_conf")
+    operator_extra_links = (FlinkJobLink(),)
+
+    def __init__(
+        self,
+        *,
+        job_name: str,
+        jar: str | None = None,
+        entry_class: str | None = None,
+        python: str | None = None,
+        python_driver_jar: str | None = None,
+        args: list[str] | None = None,
+        parallelism: int | None = None,
+        savepoint_path: str | None = None,
+        allow_non_restored_state: bool = False,
+        flink_conf: dict[str, str] | None = None,
+        if_running: Literal["adopt", "upgrade", "fail"] = "adopt",
+        savepoint_dir: str | None = None,
+        wait_for: Literal["running", "finished"] = "running",
+        flink_conn_id: str = FlinkRestHook.default_conn_name,
+        deferrable: bool | None = None,
+        poll_interval: float = 2.0,
+        wait_timeout: timedelta | None = timedelta(minutes=10),
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if (jar is None) == (python is None):
+            raise FlinkConfigurationError(
+                f"{self.task_id}: give exactly one of jar= or python= (got jar={jar!r}, python={python!r})."
+            )
+        if if_running not in ("adopt", "upgrade", "fail"):
+            raise FlinkConfigurationError(f"{self.task_id}: if_running must be adopt, upgrade or fail.")
+        if wait_for not in ("running", "finished"):
+            raise FlinkConfigurationError(f"{self.task_id}: wait_for must be 'running' or 'finished'.")
+        self.job_name = job_name
+        self.jar = jar
+        self.entry_class = entry_class
+        self.python = python
+        self.python_driver_jar = python_driver_jar
+        self.args = args or []
+        self.parallelism = parallelism
+        self.savepoint_path = savepoint_path
+        self.allow_non_restored_state = allow_non_restored_state
+        self.flink_conf = flink_conf or {}
+        self.if_running = if_running
+        self.savepoint_dir = savepoint_dir
+        self.wait_for = wait_for
+        self.flink_conn_id = flink_conn_id
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    def execute(self, context: Context) -> dict:
+        hook = FlinkRestHook(self.flink_conn_id)
+        targets = ["RUNNING", "FINISHED"] if self.wait_for == "running" else ["FINISHED"]
+        savepoint = self.savepoint_path or None
+        active = hook.find_active_job(self.job_name)
+        if active is not None:
+            if self.if_running == "fail":
+                raise FlinkJobFailed(
+                    f"A job named {self.job_name!r} is already {active.state.value} ({active.job_id}) and "
+                    "if_running='fail'. To fix this, stop it first or use if_running='adopt'/'upgrade'.",
+                    job_id=active.job_id, state=active.state.value,
+                )
+            if self.if_running == "adopt":
+                self.log.info("Adopting running job %s (%s) instead of submitting a duplicate",
+                              self.job_name, active.job_id)
+                context["ti"].xcom_push(key=XCOM_JOB_ID, value=active.job_id)
+                result = {"job_id": active.job_id, "job_name": self.job_name, "adopted": True, "savepoint_path": None}
+                return self._wait(hook, active.job_id, targets, result)
+            savepoint = stop_with_savepoint(
+                hook, active.job_id, trigger_id_for(context, active.job_id, "upgrade"),
+                target_directory=self.savepoint_dir, drain=False, poll_interval=self.poll_interval,
+                log=self.log,
+            )
+            self.log.info("Upgrading %s: stopped %s with savepoint %s", self.job_name, active.job_id, savepoint)
+
+        job_id = self._submit(hook, savepoint)
+        self.log.info("Submitted %s as job %s (from savepoint: %s): %s", self.job_name, job_id, savepoint,
+                      hook.job_url(job_id))
+        context["ti"].xcom_push(key=XCOM_JOB_ID, value=job_id)
+        result = {"job_id": job_id, "job_name": self.job_name, "adopted": False, "savepoint_path": savepoint}
+        return self._wait(hook, job_id, targets, result)
+
+    def _submit(self, hook: FlinkRestHook, savepoint: str | None) -> str:
+        run_kwargs: dict[str, Any] = {
+            "parallelism": self.parallelism,
+            "savepoint_path": savepoint,
+            "allow_non_restored_state": self.allow_non_restored_state,
+            "flink_configuration": {**self.flink_conf, "pipeline.name": self.job_name},
+        }
+        if self.jar:
+            jar_id = hook.upload_jar(self.jar)
+            return hook.run_jar(jar_id, entry_class=self.entry_class, program_args=list(self.args), **run_kwargs)
+        driver = self.python_driver_jar or os.environ.get(PYTHON_DRIVER_JAR_ENV)
+        if not driver:
+            raise FlinkConfigurationError(
+                f"{self.task_id}: python= needs Flink's PythonDriver jar. To fix this, pass "
+                f"python_driver_jar= (the distribution's opt/flink-python-<version>.jar) or set ${PYTHON_DRIVER_JAR_ENV}."
+            )
+        return hook.run_python(self.python, driver_jar=driver, args=list(self.args), **run_kwargs)
+
+
+def stop_with_savepoint(
+    hook: FlinkRestHook, job_id: str, trigger_id: str, *, target_directory: str | None, drain: bool,
+    poll_interval: float, log, timeout: float = 600,
+) -> str:
+    """Stop ``job_id`` with a savepoint and wait for it; return the savepoint path.
+
+    Flink answers COMPLETED *with* ``operation.failure-cause`` when the job is not running: that (and any
+    other failure cause) raises :class:`FlinkSavepointFailed`.
+    """
+    hook.stop_with_savepoint(job_id, target_directory=target_directory, drain=drain, trigger_id=trigger_id)
+    deadline = time.time() + timeout
+    while True:
+        status = hook.get_savepoint_status(job_id, trigger_id)
+        if not status.in_progress:
+            break
+        if time.time() > deadline:
+            raise FlinkWaitTimeout(f"Savepoint {trigger_id} of job {job_id} still in progress after {timeout:.0f}s")
+        time.sleep(poll_interval)
+    if status.failure_cause or not status.location:
+        state = hook.get_job_state(job_id)
+        raise FlinkSavepointFailed(
+            f"Stop-with-savepoint of job {job_id} failed (job is {state.value}). To fix this, check that the job "
+            f"is RUNNING and that the savepoint directory is writable by Flink. Flink said:\n"
+            f"{(status.failure_cause or 'no savepoint location')[:1500]}",
+            job_id=job_id, trigger_id=trigger_id, cause=status.failure_cause,
+        )
+    log.info("Savepoint of %s written to %s", job_id, status.location)
+    return status.location
+
+
+class FlinkStopJobOperator(BaseOperator):
+    """Stop a Flink job with a savepoint (default) or cancel it; return the savepoint path (or None).
+
+    :param job_id: the job id (templated); or
+    :param job_name: the active job of this name.
+    :param mode: ``"savepoint"`` (stop-with-savepoint) or ``"cancel"``.
+    :param drain: with ``mode="savepoint"``, emit MAX_WATERMARK first (fires all event-time timers/windows).
+    :param savepoint_dir: target directory (default: the cluster's ``execution.checkpointing.savepoint-dir``).
+    """
+
+    template_fields: Sequence[str] = ("job_id", "job_name", "savepoint_dir")
+    operator_extra_links = (FlinkJobLink(),)
+
+    def __init__(
+        self,
+        *,
+        job_id: str | None = None,
+        job_name: str | None = None,
+        mode: Literal["savepoint", "cancel"] = "savepoint",
+        drain: bool = False,
+        savepoint_dir: str | None = None,
+        flink_conn_id: str = FlinkRestHook.default_conn_name,
+        poll_interval: float = 1.0,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if (job_id is None) == (job_name is None):
+            raise FlinkConfigurationError(f"{self.task_id}: give exactly one of job_id= or job_name=.")
+        if mode not in ("savepoint", "cancel"):
+            raise FlinkConfigurationError(f"{self.task_id}: mode must be 'savepoint' or 'cancel'.")
+        self.job_id = job_id
+        self.job_name = job_name
+        self.mode = mode
+        self.drain = drain
+        self.savepoint_dir = savepoint_dir
+        self.flink_conn_id = flink_conn_id
+        self.poll_interval = poll_interval
+
+    def execute(self, context: Context) -> str | None:
+        hook = FlinkRestHook(self.flink_conn_id)
+        job_id = self.job_id
+        if job_id is None:
+            active = hook.find_active_job(self.job_name)
+            if active is None:
+                raise FlinkJobNotFound(
+                    f"No active Flink job is named {self.job_name!r}. To fix this, check the name (it is the "
+                    "job's pipeline.name) or whether the job already ended.", job_name=self.job_name,
+                )
+            job_id = active.job_id
+        context["ti"].xcom_push(key=XCOM_JOB_ID, value=job_id)
+        if self.mode == "cancel":
+            hook.cancel_job(job_id)
+            event = wait_for_job_state(hook, job_id, ["CANCELED"], self.poll_interval, time.time() + 120)
+            if event["state"] != "CANCELED":
+                raise_for_event(event)
+            return None
+        return stop_with_savepoint(
+            hook, job_id, trigger_id_for(context, job_id, "stop"), target_directory=self.savepoint_dir,
+            drain=self.drain, poll_interval=self.poll_interval, log=self.log,
+        )
