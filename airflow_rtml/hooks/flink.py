@@ -576,26 +576,27 @@ class FlinkRestHook(BaseHook):
         Passing our own ``trigger_id`` (32 hex characters) makes a retried request idempotent: Flink
         dedupes operations by trigger id.
         """
-        _check_trigger_id(trigger_id)
-        body: dict[str, Any] = {"drain": drain}
-        if target_directory:
-            body["targetDirectory"] = target_directory
-        if trigger_id:
-            body["triggerId"] = trigger_id
-        return self._call(_Call("POST", f"/jobs/{job_id}/stop", json=body, parse=lambda b: b["request-id"],
-                                not_found=self._job_missing(job_id)))
+        return self._post_savepoint(job_id, "stop", {"drain": drain}, "targetDirectory", target_directory, trigger_id)
 
     def trigger_savepoint(
         self, job_id: str, *, target_directory: str | None = None, cancel_job: bool = False,
         trigger_id: str | None = None,
     ) -> str:
+        """Trigger a savepoint (optionally cancelling the job); return the trigger id to poll."""
+        return self._post_savepoint(job_id, "savepoints", {"cancel-job": cancel_job}, "target-directory",
+                                    target_directory, trigger_id)
+
+    def _post_savepoint(
+        self, job_id: str, endpoint: str, body: dict[str, Any], dir_key: str, target_directory: str | None,
+        trigger_id: str | None,
+    ) -> str:
+        # Flink spells the directory key differently on /stop and /savepoints; triggerId is the same.
         _check_trigger_id(trigger_id)
-        body: dict[str, Any] = {"cancel-job": cancel_job}
         if target_directory:
-            body["target-directory"] = target_directory
+            body[dir_key] = target_directory
         if trigger_id:
             body["triggerId"] = trigger_id
-        return self._call(_Call("POST", f"/jobs/{job_id}/savepoints", json=body, parse=lambda b: b["request-id"],
+        return self._call(_Call("POST", f"/jobs/{job_id}/{endpoint}", json=body, parse=lambda b: b["request-id"],
                                 not_found=self._job_missing(job_id)))
 
     def get_savepoint_status(self, job_id: str, trigger_id: str) -> SavepointStatus:

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_rtml.exceptions import FlinkJobNotFound
+from airflow_rtml.exceptions import FlinkConfigurationError, FlinkJobNotFound
 from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.operators.flink import XCOM_JOB_ID, FlinkJobLink, _default_deferrable, _FlinkJobWaitMixin
 from airflow_rtml.triggers.flink import normalize_states
@@ -45,7 +45,7 @@ class FlinkJobStateSensor(_FlinkJobWaitMixin, BaseOperator):
     ):
         super().__init__(**kwargs)
         if (job_id is None) == (job_name is None):
-            raise ValueError(f"{self.task_id}: give exactly one of job_id= or job_name=.")
+            raise FlinkConfigurationError(f"{self.task_id}: give exactly one of job_id= or job_name=.")
         self.job_id = job_id
         self.job_name = job_name
         self.target_states = normalize_states(target_states)
