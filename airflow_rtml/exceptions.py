@@ -66,3 +66,13 @@ class FlinkJarUploadFailed(FlinkError):
 
 class FlinkWaitTimeout(FlinkError):
     """A wait on a Flink job did not reach its goal before its absolute deadline."""
+
+
+class FlinkSqlError(FlinkError):
+    """A SQL statement failed in the Flink SQL Gateway (parse, validation or planning error, or a failed job
+    submission); ``statement`` is the statement, ``cause`` Flink's reason."""
+
+    def __init__(self, message: str, statement: str, cause: str | None = None):
+        super().__init__(message)
+        self.statement = statement
+        self.cause = cause

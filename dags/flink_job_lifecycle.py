@@ -23,7 +23,10 @@ with DAG(
 
     * a **bounded** job, submitted (or adopted, if one of that name runs) and then awaited until FINISHED in
       the triggerer;
-    * a **streaming** job, submitted, then stopped with a savepoint whose path is this run's XCom.
+    * a **streaming** job, submitted, then stopped with a savepoint (waited for in the triggerer) whose path
+      is this run's XCom;
+    * a **SQL** job, submitted through the Flink SQL Gateway (connection ``flink_sql_gateway_default``), then
+      cancelled.
 
     Re-running a task adopts the running job of the same name instead of starting a duplicate.
     """,
@@ -56,5 +59,24 @@ with DAG(
     stop_streaming = FlinkStopJobOperator(
         task_id="stop_streaming_job_with_savepoint",
         job_id="{{ ti.xcom_pull(task_ids='submit_streaming_job', key='job_id') }}",
+        deferrable=True,
+    )
+    submit_sql = FlinkSubmitJobOperator(
+        task_id="submit_sql_job",
+        job_name="{{ params.name_prefix }}-sql-{{ run_id | replace(':', '-') }}",
+        sql="""
+        CREATE TEMPORARY TABLE gen (n BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '10');
+        CREATE TEMPORARY TABLE sink (n BIGINT) WITH ('connector' = 'blackhole');
+        INSERT INTO sink SELECT n FROM gen;
+        """,
+        deferrable=True,
+        poll_interval=1,
+    )
+    cancel_sql = FlinkStopJobOperator(
+        task_id="cancel_sql_job",
+        job_id="{{ ti.xcom_pull(task_ids='submit_sql_job', key='job_id') }}",
+        mode="cancel",
+        deferrable=True,
     )
     submit_bounded >> wait_finished >> submit_streaming >> stop_streaming
+    submit_sql >> cancel_sql

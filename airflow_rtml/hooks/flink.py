@@ -17,9 +17,10 @@ Retries: connection errors, timeouts, 5xx and 429 are retried with exponential b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -93,6 +94,11 @@ class JobDetail:
     state: JobState
     start_time_ms: int
     vertices: tuple[Vertex, ...] = field(default_factory=tuple)
+
+    @property
+    def tasks_running(self) -> bool:
+        """Every vertex is RUNNING (or already FINISHED, e.g. a bounded source): the job really runs."""
+        return all(v.status in ("RUNNING", "FINISHED") for v in self.vertices)
 
     @classmethod
     def from_json(cls, j: dict) -> JobDetail:
@@ -186,17 +192,27 @@ class _Call:
     files: dict | None = None
     parse: Callable[[Any], Any] = lambda body: body
     not_found: Callable[[], Exception] | None = None
+    retry: bool = True  # False: a 5xx means a permanent error here (the SQL Gateway's failed statements)
+
+
+_WRAPPER_LINES = ("Internal server error.", "<Exception on server side:", "End of exception on server side>")
 
 
 def _error_text(resp: httpx.Response) -> str:
-    """Flink's ``{"errors": [...]}`` reduced to the first line of each error (no Java stack frames)."""
+    """Flink's ``{"errors": [...]}`` reduced to what says why: each error's exception line and its
+    ``Caused by`` lines, without Flink's generic wrapper lines and Java stack frames."""
     try:
         errors = resp.json().get("errors")
     except (ValueError, AttributeError):
         errors = None
     if not errors:
         return resp.text[:1000]
-    return "; ".join(str(e).strip().splitlines()[0] for e in errors if str(e).strip())[:2000]
+    kept = []
+    for err in errors:
+        lines = [ln for ln in str(err).strip().splitlines() if ln.strip() not in _WRAPPER_LINES]
+        if lines:
+            kept.append(short_cause("\n".join(lines), lines=4))
+    return "; ".join(kept)[:2000] or resp.text[:1000]
 
 
 def _check_trigger_id(trigger_id: str | None) -> None:
@@ -215,27 +231,27 @@ def _retryable(exc: BaseException) -> bool:
     return False
 
 
-class FlinkRestHook(BaseHook):
-    """Talk to a Flink JobManager over REST; sync methods and ``a_``-prefixed async twins.
+class FlinkHttpHook(BaseHook):
+    """Shared HTTP transport of the Flink REST hooks (JobManager, SQL Gateway): settings from the connection
+    (allow-listed extras), one call table for sync and async, retries for transient errors only.
 
-    :param flink_conn_id: a ``flink_rest`` connection id.
+    :param conn_id: the connection id.
     :param retry_limit: attempts per request for transient errors (connection, timeout, 5xx, 429).
     :param retry_delay: first backoff delay in seconds; doubles each attempt, capped at 30 s.
     """
 
-    conn_name_attr = "flink_conn_id"
-    default_conn_name = "flink_default"
-    conn_type = "flink_rest"
-    hook_name = "Flink REST (JobManager)"
+    default_port = 8081
+    service_name = "Flink JobManager"
 
-    def __init__(self, flink_conn_id: str = default_conn_name, retry_limit: int = 4, retry_delay: float = 0.5):
+    def __init__(self, conn_id: str, retry_limit: int = 4, retry_delay: float = 0.5):
         super().__init__()
         if retry_limit < 1:
             raise FlinkConfigurationError("retry_limit must be >= 1 (it counts the first attempt too).")
-        self.flink_conn_id = flink_conn_id
+        self.conn_id = conn_id
         self.retry_limit = retry_limit
         self.retry_delay = retry_delay
         self._settings: dict[str, Any] | None = None
+        self._aclient: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------ connection
     @classmethod
@@ -244,15 +260,15 @@ class FlinkRestHook(BaseHook):
             "hidden_fields": [],
             "relabeling": {"schema": "Scheme (http or https)", "login": "Basic auth user", "password": "Basic auth password"},
             "placeholders": {
-                "host": "jobmanager.example.com",
-                "port": "8081",
+                "host": "flink.example.com",
+                "port": str(cls.default_port),
                 "schema": "http",
                 "extra": json.dumps({"verify": True, "ca_bundle": "/path/ca.pem", "timeout": 10}),
             },
         }
 
-    @staticmethod
-    def settings_from_connection(conn) -> dict[str, Any]:
+    @classmethod
+    def settings_from_connection(cls, conn) -> dict[str, Any]:
         """Client settings from a connection; unknown extras are rejected, not silently passed on."""
         extra = conn.extra_dejson or {}
         unknown = sorted(set(extra) - set(ALLOWED_EXTRAS))
@@ -264,7 +280,7 @@ class FlinkRestHook(BaseHook):
         host = (conn.host or "").strip()
         if not host:
             raise FlinkConfigurationError(
-                f"Connection {conn.conn_id!r} has no host. To fix this, set the JobManager's host (and port)."
+                f"Connection {conn.conn_id!r} has no host. To fix this, set the {cls.service_name}'s host (and port)."
             )
         scheme = (conn.schema or "http").lower()
         if "://" in host:
@@ -273,7 +289,7 @@ class FlinkRestHook(BaseHook):
             raise FlinkConfigurationError(
                 f"Connection {conn.conn_id!r}: scheme must be http or https, got {scheme!r}."
             )
-        base_url = f"{scheme}://{host.rstrip('/')}:{conn.port or 8081}"
+        base_url = f"{scheme}://{host.rstrip('/')}:{conn.port or cls.default_port}"
         verify: Any = extra.get("verify", True)
         if isinstance(verify, str):
             verify = verify.lower() not in ("false", "0", "no")
@@ -290,8 +306,8 @@ class FlinkRestHook(BaseHook):
             auth = (conn.login, conn.password or "")
         try:
             timeout = float(extra.get("timeout", 10))
-        except (TypeError, ValueError):
-            raise FlinkConfigurationError(f"Connection {conn.conn_id!r}: extra 'timeout' must be a number of seconds.")
+        except (TypeError, ValueError) as exc:
+            raise FlinkConfigurationError(f"Connection {conn.conn_id!r}: extra 'timeout' must be a number of seconds.") from exc
         return {
             "base_url": base_url,
             "verify": verify,
@@ -304,32 +320,29 @@ class FlinkRestHook(BaseHook):
 
     def _get_settings(self) -> dict[str, Any]:
         if self._settings is None:
-            self._settings = self.settings_from_connection(self.get_connection(self.flink_conn_id))
+            self._settings = self.settings_from_connection(self.get_connection(self.conn_id))
         return self._settings
 
     async def _aget_settings(self) -> dict[str, Any]:
         if self._settings is None:
-            self._settings = self.settings_from_connection(await self.aget_connection(self.flink_conn_id))
+            self._settings = self.settings_from_connection(await self.aget_connection(self.conn_id))
         return self._settings
 
     @property
     def base_url(self) -> str:
         return self._get_settings()["base_url"]
 
-    def job_url(self, job_id: str) -> str:
-        """Link to a job in the Flink web UI."""
-        return f"{self._get_settings()['web_ui_url']}/#/job/running/{job_id}/overview"
-
     # ------------------------------------------------------------------ transport
     def _client_kwargs(self, s: dict[str, Any]) -> dict[str, Any]:
-        kw = {"base_url": s["base_url"], "verify": s["verify"], "headers": s["headers"], "timeout": s["timeout"]}
+        kw = {"base_url": s["base_url"], "verify": s["verify"], "cert": s["cert"], "headers": s["headers"],
+              "timeout": s["timeout"]}
         if s["auth"]:
             kw["auth"] = s["auth"]
         return kw
 
-    def _retrying_kwargs(self) -> dict[str, Any]:
+    def _retrying_kwargs(self, call: _Call) -> dict[str, Any]:
         return {
-            "stop": tenacity.stop_after_attempt(self.retry_limit),
+            "stop": tenacity.stop_after_attempt(self.retry_limit if call.retry else 1),
             "wait": tenacity.wait_exponential(multiplier=self.retry_delay, max=30),
             "retry": tenacity.retry_if_exception(_retryable),
             "reraise": True,
@@ -350,7 +363,7 @@ class FlinkRestHook(BaseHook):
             raise call.not_found()
         if resp.status_code >= 400:
             raise FlinkApiError(
-                f"Flink REST {call.method} {call.path} answered {resp.status_code}: {_error_text(resp)}",
+                f"{self.service_name} REST {call.method} {call.path} answered {resp.status_code}: {_error_text(resp)}",
                 resp.status_code,
                 resp.text,
             )
@@ -359,30 +372,34 @@ class FlinkRestHook(BaseHook):
             return call.parse(body)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FlinkApiError(
-                f"Flink REST {call.method} {call.path} answered {resp.status_code} with a body we cannot read "
-                f"({exc!r}): {resp.text[:500]!r}. To fix this, check that connection {self.flink_conn_id!r} points "
-                "at a Flink JobManager's REST port (not a proxy error page).",
+                f"{self.service_name} REST {call.method} {call.path} answered {resp.status_code} with a body we "
+                f"cannot read ({exc!r}): {resp.text[:500]!r}. To fix this, check that connection {self.conn_id!r} "
+                f"points at a {self.service_name}'s REST port (not a proxy error page).",
                 resp.status_code,
                 resp.text,
             ) from exc
 
     def _unreachable(self, call: _Call, exc: BaseException) -> FlinkConnectionError:
         return FlinkConnectionError(
-            f"Flink JobManager at {self._settings['base_url'] if self._settings else '?'} did not answer "
-            f"{call.method} {call.path} after {self.retry_limit} attempt(s): {exc!r}. To fix this, check that the "
-            f"cluster is running and that connection {self.flink_conn_id!r} points at its REST port."
+            f"{self.service_name} at {self._settings['base_url'] if self._settings else '?'} did not answer "
+            f"{call.method} {call.path} after {self.retry_limit if call.retry else 1} attempt(s): {exc!r}. To fix "
+            f"this, check that it is running and that connection {self.conn_id!r} points at its REST port."
         )
+
+    @staticmethod
+    def _raise_if_retryable(resp: httpx.Response) -> None:
+        if resp.status_code >= 500 or resp.status_code == 429:
+            resp.raise_for_status()
 
     def _call(self, call: _Call) -> Any:
         s = self._get_settings()
         kw = self._request_kwargs(call)
         try:
-            with httpx.Client(cert=s["cert"], **self._client_kwargs(s)) as client:
-                for attempt in tenacity.Retrying(**self._retrying_kwargs()):
+            with httpx.Client(**self._client_kwargs(s)) as client:
+                for attempt in tenacity.Retrying(**self._retrying_kwargs(call)):
                     with attempt:
                         resp = client.request(call.method, call.path, **kw)
-                        if resp.status_code >= 500 or resp.status_code == 429:
-                            resp.raise_for_status()
+                        self._raise_if_retryable(resp)
         except httpx.TransportError as exc:
             raise self._unreachable(call, exc) from exc
         except httpx.HTTPStatusError as exc:
@@ -393,17 +410,53 @@ class FlinkRestHook(BaseHook):
         s = await self._aget_settings()
         kw = self._request_kwargs(call)
         try:
-            async with httpx.AsyncClient(cert=s["cert"], **self._client_kwargs(s)) as client:
-                async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs()):
+            async with contextlib.AsyncExitStack() as stack:
+                client = self._aclient or await stack.enter_async_context(httpx.AsyncClient(**self._client_kwargs(s)))
+                async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs(call)):
                     with attempt:
                         resp = await client.request(call.method, call.path, **kw)
-                        if resp.status_code >= 500 or resp.status_code == 429:
-                            resp.raise_for_status()
+                        self._raise_if_retryable(resp)
         except httpx.TransportError as exc:
             raise self._unreachable(call, exc) from exc
         except httpx.HTTPStatusError as exc:
             resp = exc.response
         return self._finish(call, resp)
+
+    @contextlib.asynccontextmanager
+    async def a_session(self) -> AsyncIterator[FlinkHttpHook]:
+        """Reuse one connection pool for every ``a_`` call inside the block (long-running pollers)."""
+        s = await self._aget_settings()
+        async with httpx.AsyncClient(**self._client_kwargs(s)) as client:
+            self._aclient = client
+            try:
+                yield self
+            finally:
+                self._aclient = None
+
+
+class FlinkRestHook(FlinkHttpHook):
+    """Talk to a Flink JobManager over REST; sync methods and ``a_``-prefixed async twins.
+
+    :param flink_conn_id: a ``flink_rest`` connection id.
+    :param retry_limit: attempts per request for transient errors (connection, timeout, 5xx, 429).
+    :param retry_delay: first backoff delay in seconds; doubles each attempt, capped at 30 s.
+    """
+
+    conn_name_attr = "flink_conn_id"
+    default_conn_name = "flink_default"
+    conn_type = "flink_rest"
+    hook_name = "Flink REST (JobManager)"
+
+    def __init__(self, flink_conn_id: str = default_conn_name, retry_limit: int = 4, retry_delay: float = 0.5):
+        super().__init__(flink_conn_id, retry_limit, retry_delay)
+
+    @property
+    def flink_conn_id(self) -> str:
+        return self.conn_id
+
+    def job_url(self, job_id: str) -> str:
+        """Link to a job in the Flink web UI."""
+        return f"{self._get_settings()['web_ui_url']}/#/job/running/{job_id}/overview"
 
     # ------------------------------------------------------------------ calls (shared by sync and async)
     @staticmethod
@@ -446,7 +499,7 @@ class FlinkRestHook(BaseHook):
         """Cheap and bounded: one ``GET /config`` without retries."""
         try:
             s = self._get_settings()
-            with httpx.Client(cert=s["cert"], **dict(self._client_kwargs(s), timeout=min(s["timeout"], 5))) as c:
+            with httpx.Client(**dict(self._client_kwargs(s), timeout=min(s["timeout"], 5))) as c:
                 resp = c.get("/config")
             if resp.status_code != 200:
                 return False, f"Flink REST answered {resp.status_code}: {resp.text[:200]}"
@@ -528,17 +581,21 @@ class FlinkRestHook(BaseHook):
             if value is not None:
                 body[key] = value
         try:
-            return self._call(_Call("POST", f"/jars/{jar_id}/run", json=body, parse=lambda b: b["jobid"]))
+            # No retry: a failing main() answers 500, and a resent run could start a second job.
+            return self._call(_Call("POST", f"/jars/{jar_id}/run", json=body, parse=lambda b: b["jobid"], retry=False))
         except FlinkApiError as exc:
             raise FlinkJarUploadFailed(
                 f"Running jar {jar_id} failed (the job's main() threw or the arguments are wrong): {exc}"
             ) from exc
 
+    def list_jars(self) -> list[dict]:
+        """Jars uploaded to the JobManager: ``[{"id", "name", "uploaded", ...}]`` as Flink reports them."""
+        return self._call(_Call("GET", "/jars", parse=lambda b: b.get("files", [])))
+
     def ensure_jar(self, jar_path: str | Path) -> str:
         """Jar id of ``jar_path`` on the JobManager, uploading it only if no jar of that file name is there."""
         name = Path(jar_path).name
-        files = self._call(_Call("GET", "/jars", parse=lambda b: b.get("files", [])))
-        for f in sorted(files, key=lambda f: f.get("uploaded", 0), reverse=True):
+        for f in sorted(self.list_jars(), key=lambda f: f.get("uploaded", 0), reverse=True):
             if f.get("name") == name:
                 return f["id"]
         return self.upload_jar(jar_path)

@@ -17,6 +17,8 @@ FLINK_VERSION = "2.2.1"
 FLINK_KAFKA_CONNECTOR = "org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2"
 #: Must match ``kafka.version`` in ``kafka-pom.xml``.
 KAFKA_VERSION = "4.1.1"
+#: The SQL Gateway is not in the apache-flink wheel's opt/; it comes from Maven Central (same version).
+FLINK_SQL_GATEWAY = f"org.apache.flink:flink-sql-gateway:{FLINK_VERSION}"
 
 HOST = "127.0.0.1"
 
@@ -27,6 +29,7 @@ class Ports:
 
     flink_rest: int = 8081
     flink_rpc: int = 6123
+    flink_sql_gateway: int = 8083
     kafka: int = 9092
     kafka_controller: int = 9093
     airflow_api: int = 8080
@@ -85,6 +88,11 @@ class StackConfig:
         return self.flink_home / "opt" / f"flink-python-{FLINK_VERSION}.jar"
 
     @property
+    def flink_sql_gateway_jar(self) -> Path:
+        """The SQL Gateway jar, placed in the distribution's opt/ where ``bin/sql-gateway.sh`` looks for it."""
+        return self.flink_home / "opt" / f"flink-sql-gateway-{FLINK_VERSION}.jar"
+
+    @property
     def connectors_dir(self) -> Path:
         return self.home / "connectors"
 
@@ -129,6 +137,10 @@ class StackConfig:
     @property
     def flink_rest_url(self) -> str:
         return f"http://{HOST}:{self.ports.flink_rest}"
+
+    @property
+    def flink_sql_gateway_url(self) -> str:
+        return f"http://{HOST}:{self.ports.flink_sql_gateway}"
 
     @property
     def airflow_url(self) -> str:

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from airflow_rtml.local.config import FLINK_KAFKA_CONNECTOR, FLINK_VERSION, KAFKA_VERSION, StackConfig, java_home
+from airflow_rtml.local.config import (
+    FLINK_KAFKA_CONNECTOR,
+    FLINK_SQL_GATEWAY,
+    FLINK_VERSION,
+    KAFKA_VERSION,
+    StackConfig,
+    java_home,
+)
 
 Progress = Callable[[str], None]
 
@@ -84,24 +91,33 @@ def ensure_flink_venv(cfg: StackConfig, progress: Progress) -> bool:
     return True
 
 
-def ensure_kafka_connector(cfg: StackConfig, progress: Progress) -> bool:
-    """Fetch ``flink-sql-connector-kafka`` (built for our Flink minor) from Maven Central."""
-    jar = cfg.kafka_connector_jar
+def _fetch_artifact(cfg: StackConfig, progress: Progress, what: str, artifact: str, jar: Path) -> bool:
+    """Fetch one jar from Maven Central into ``jar``'s folder (no-op when present)."""
     if jar.exists():
-        progress(f"flink kafka connector: present ({jar.name})")
+        progress(f"{what}: present ({jar.name})")
         return False
-    progress(f"flink kafka connector: fetching {FLINK_KAFKA_CONNECTOR}")
-    cfg.connectors_dir.mkdir(parents=True, exist_ok=True)
+    progress(f"{what}: fetching {artifact}")
+    jar.parent.mkdir(parents=True, exist_ok=True)
     _run(
-        "fetching the Flink Kafka connector",
+        f"fetching {what}",
         [_mvn(), "-q", "-B", f"-Dmaven.repo.local={cfg.maven_repo}",
          "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
-         f"-Dartifact={FLINK_KAFKA_CONNECTOR}", f"-DoutputDirectory={cfg.connectors_dir}"],
+         f"-Dartifact={artifact}", f"-DoutputDirectory={jar.parent}"],
         cfg.log_dir / "install-maven.log",
     )
     if not jar.exists():
         raise InstallError(f"Maven finished but {jar} is missing; see {cfg.log_dir / 'install-maven.log'}")
     return True
+
+
+def ensure_kafka_connector(cfg: StackConfig, progress: Progress) -> bool:
+    """Fetch ``flink-sql-connector-kafka`` (built for our Flink minor) from Maven Central."""
+    return _fetch_artifact(cfg, progress, "flink kafka connector", FLINK_KAFKA_CONNECTOR, cfg.kafka_connector_jar)
+
+
+def ensure_sql_gateway(cfg: StackConfig, progress: Progress) -> bool:
+    """Fetch ``flink-sql-gateway`` into the distribution's opt/ (the wheel does not ship it)."""
+    return _fetch_artifact(cfg, progress, "flink sql gateway", FLINK_SQL_GATEWAY, cfg.flink_sql_gateway_jar)
 
 
 def ensure_kafka_libs(cfg: StackConfig, progress: Progress) -> bool:
@@ -132,4 +148,5 @@ def install_all(cfg: StackConfig, progress: Progress) -> None:
     java_home()  # fail early, with the fix, when Java is missing
     ensure_flink_venv(cfg, progress)
     ensure_kafka_connector(cfg, progress)
+    ensure_sql_gateway(cfg, progress)
     ensure_kafka_libs(cfg, progress)

@@ -164,6 +164,7 @@ class _FlinkProcess(Service):
     role: str  # "jobmanager" | "taskmanager"
 
     def prepare(self, progress: Progress) -> None:
+        # Every Flink process writes the same conf dir (idempotent), so any of them can start alone.
         conf_dir = self.cfg.flink_conf_dir
         conf_dir.mkdir(parents=True, exist_ok=True)
         for src in (self.cfg.flink_home / "conf").iterdir():
@@ -218,11 +219,6 @@ class FlinkTaskManager(_FlinkProcess):
     name = "flink-taskmanager"
     role = "taskmanager"
 
-    def prepare(self, progress: Progress) -> None:
-        # The JobManager's prepare() already wrote the conf dir; keep a TaskManager started alone working.
-        if not (self.cfg.flink_conf_dir / "config.yaml").exists():
-            super().prepare(progress)
-
     def health(self) -> tuple[bool, str]:
         overview = _get_json(f"{self.cfg.flink_rest_url}/overview")
         if not isinstance(overview, dict):
@@ -231,6 +227,36 @@ class FlinkTaskManager(_FlinkProcess):
         if tms < 1:
             return False, "no TaskManager registered yet"
         return True, f"{tms} TaskManager(s), {overview.get('slots-available')}/{overview.get('slots-total')} slots free"
+
+
+class FlinkSqlGateway(_FlinkProcess):
+    """Flink SQL Gateway (REST endpoint on 127.0.0.1:8083), submitting to the local session cluster."""
+
+    name = "flink-sql-gateway"
+
+    def __init__(self, cfg: StackConfig):
+        super().__init__(cfg)
+        self.ports = ((cfg.ports.flink_sql_gateway, "Flink SQL Gateway"),)
+
+    def env(self) -> dict[str, str]:
+        return dict(super().env(), FLINK_ENV_JAVA_OPTS_SQL_GATEWAY="-Xmx384m")
+
+    def command(self) -> list[str]:
+        return [
+            "bash", str(self.cfg.flink_home / "bin" / "sql-gateway.sh"), "start-foreground",
+            f"-Dsql-gateway.endpoint.rest.address={HOST}",
+            f"-Dsql-gateway.endpoint.rest.bind-address={HOST}",
+            f"-Dsql-gateway.endpoint.rest.port={self.cfg.ports.flink_sql_gateway}",
+        ]
+
+    def health(self) -> tuple[bool, str]:
+        info = _get_json(f"{self.cfg.flink_sql_gateway_url}/v2/info")
+        if not isinstance(info, dict):
+            return False, "REST /v2/info not answering yet"
+        return True, f"{info.get('productName')} {info.get('version')} SQL Gateway"
+
+    def urls(self) -> list[str]:
+        return [f"Flink SQL Gateway: {self.cfg.flink_sql_gateway_url}"]
 
 
 class KafkaBroker(Service):
@@ -398,6 +424,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         # Connections of the local stack (Flink REST, Kafka) as URIs, so DAGs run unchanged elsewhere.
         "AIRFLOW_CONN_FLINK_DEFAULT": f"flink-rest://{HOST}:{p.flink_rest}",
+        "AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT": f"flink-sql-gateway://{HOST}:{p.flink_sql_gateway}",
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
             {"conn_type": "kafka", "extra": {"bootstrap.servers": cfg.kafka_bootstrap}}
         ),
@@ -447,6 +474,7 @@ class LocalStack:
         self.services: list[Service] = [
             FlinkJobManager(self.cfg),
             FlinkTaskManager(self.cfg),
+            FlinkSqlGateway(self.cfg),
             KafkaBroker(self.cfg),
             AirflowStandalone(self.cfg),
         ]

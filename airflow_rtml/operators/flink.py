@@ -8,6 +8,7 @@ from the task instance, so a retried stop is the same Flink operation, not a sec
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -18,18 +19,16 @@ from airflow.sdk import BaseOperator, BaseOperatorLink, Context, conf
 
 from airflow_rtml.exceptions import (
     FlinkConfigurationError,
-    FlinkConnectionError,
     FlinkJobFailed,
     FlinkJobNotFound,
-    FlinkSavepointFailed,
-    FlinkWaitTimeout,
+    FlinkSqlError,
 )
 from airflow_rtml.hooks.flink import FlinkRestHook
+from airflow_rtml.hooks.flink_sql import FlinkSqlGatewayHook, split_statements, strip_comments
 from airflow_rtml.triggers.flink import (
-    EventStatus,
     FlinkJobStateTrigger,
+    FlinkSavepointTrigger,
     evaluate_job_state,
-    make_event,
     raise_for_event,
 )
 
@@ -54,20 +53,9 @@ class FlinkJobLink(BaseOperatorLink):
 def wait_for_job_state(
     hook: FlinkRestHook, job_id: str, targets: list[str], poll_interval: float, deadline: float | None
 ) -> dict:
-    """Blocking twin of :class:`FlinkJobStateTrigger` (same events, same retry-until-deadline rule)."""
-    while True:
-        try:
-            detail = hook.get_job(job_id)
-            cause = hook.get_root_cause(job_id) if detail.state.is_failure else None
-            event = evaluate_job_state(job_id, detail.state, targets, cause)
-            if event is not None:
-                return event
-        except FlinkConnectionError as exc:
-            hook.log.warning("Flink not reachable, will retry until the deadline: %s", exc)
-        if deadline is not None and time.time() >= deadline:
-            return make_event(EventStatus.TIMEOUT, job_id,
-                              f"Flink job {job_id} did not reach {'/'.join(targets)} before the deadline")
-        time.sleep(poll_interval)
+    """Blocking twin of :class:`FlinkJobStateTrigger`: the trigger's own poll loop, run on the worker."""
+    hook.base_url  # noqa: B018 - resolve the connection synchronously, before the event loop starts
+    return FlinkJobStateTrigger(job_id, targets, hook.flink_conn_id, poll_interval, deadline).run_blocking(hook)
 
 
 def trigger_id_for(context: Context, job_id: str, purpose: str) -> str:
@@ -95,8 +83,9 @@ class _FlinkJobWaitMixin:
     def _wait(self, hook: FlinkRestHook, job_id: str, targets: list[str], result: dict) -> dict:
         deadline = self._deadline()
         # One synchronous look first: a job already there costs no deferral round trip.
-        state = hook.get_job_state(job_id)
-        event = evaluate_job_state(job_id, state, targets, hook.get_root_cause(job_id) if state.is_failure else None)
+        detail = hook.get_job(job_id)
+        cause = hook.get_root_cause(job_id) if detail.state.is_failure else None
+        event = evaluate_job_state(job_id, detail.state, targets, cause, detail.tasks_running)
         if event is None and self.deferrable:
             self.defer(  # type: ignore[attr-defined]
                 trigger=FlinkJobStateTrigger(job_id, targets, self.flink_conn_id, self.poll_interval, deadline),
@@ -117,7 +106,7 @@ class _FlinkJobWaitMixin:
 class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
     """Submit a Flink job to a session cluster, or adopt the one already running under ``job_name``.
 
-    Exactly one of ``jar`` or ``python`` gives the artifact. Returns (XCom) ``{"job_id", "job_name",
+    Exactly one of ``jar``, ``python`` or ``sql`` gives the artifact. Returns (XCom) ``{"job_id", "job_name",
     "adopted", "savepoint_path", "state"}`` and pushes ``job_id`` separately for the extra link.
 
     :param job_name: the job's identity, used for adoption; it is passed as ``pipeline.name`` (a PyFlink
@@ -127,7 +116,13 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
     :param python: path of a PyFlink script *as the JobManager sees it* (run through Flink's PythonDriver).
     :param python_driver_jar: Flink's ``opt/flink-python-<version>.jar`` (default: ``$RTML_FLINK_PYTHON_JAR``,
         set by the local stack).
-    :param args: program arguments.
+    :param sql: SQL statements (a script, a list, or a ``.sql`` file path, templated) run through the Flink SQL
+        Gateway in one session; they must submit exactly one job (one ``INSERT`` or one
+        ``EXECUTE STATEMENT SET BEGIN … END``). ``CREATE TEMPORARY TABLE`` statements before it are fine.
+    :param sql_jars: jars the SQL needs (connectors, UDFs), added to the session with ``ADD JAR`` (paths or URIs
+        as the SQL Gateway sees them); e.g. ``[os.environ["RTML_FLINK_KAFKA_CONNECTOR_JAR"]]`` on the local stack.
+    :param sql_gateway_conn_id: a ``flink_sql_gateway`` connection (for ``sql=``).
+    :param args: program arguments (jar / python).
     :param parallelism: job parallelism (default: the cluster's).
     :param savepoint_path: start from this savepoint (templated; batch → stream hand-over).
     :param allow_non_restored_state: allow savepoint state that maps to no operator.
@@ -141,7 +136,8 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
     :param wait_timeout: how long to wait for ``wait_for`` (absolute deadline, survives triggerer restarts).
     """
 
-    template_fields: Sequence[str] = ("job_name", "jar", "python", "args", "savepoint_path", "flink_conf")
+    template_fields: Sequence[str] = ("job_name", "jar", "python", "sql", "sql_jars", "args", "savepoint_path", "flink_conf")
+    template_ext: Sequence[str] = (".sql",)
     operator_extra_links = (FlinkJobLink(),)
 
     def __init__(
@@ -151,6 +147,9 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         jar: str | None = None,
         entry_class: str | None = None,
         python: str | None = None,
+        sql: str | list[str] | None = None,
+        sql_jars: list[str] | None = None,
+        sql_gateway_conn_id: str = FlinkSqlGatewayHook.default_conn_name,
         python_driver_jar: str | None = None,
         args: list[str] | None = None,
         parallelism: int | None = None,
@@ -167,9 +166,10 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if (jar is None) == (python is None):
+        if sum(x is not None for x in (jar, python, sql)) != 1:
             raise FlinkConfigurationError(
-                f"{self.task_id}: give exactly one of jar= or python= (got jar={jar!r}, python={python!r})."
+                f"{self.task_id}: give exactly one of jar=, python= or sql= "
+                f"(got jar={jar!r}, python={python!r}, sql={'...' if sql else sql!r})."
             )
         if if_running not in ("adopt", "upgrade", "fail"):
             raise FlinkConfigurationError(f"{self.task_id}: if_running must be adopt, upgrade or fail.")
@@ -179,6 +179,9 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         self.jar = jar
         self.entry_class = entry_class
         self.python = python
+        self.sql = sql
+        self.sql_jars = list(sql_jars or [])
+        self.sql_gateway_conn_id = sql_gateway_conn_id
         self.python_driver_jar = python_driver_jar
         self.args = args or []
         self.parallelism = parallelism
@@ -232,6 +235,8 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
             "allow_non_restored_state": self.allow_non_restored_state,
             "flink_configuration": {**self.flink_conf, "pipeline.name": self.job_name},
         }
+        if self.sql is not None:
+            return self._submit_sql(savepoint)
         if self.jar:
             jar_id = hook.upload_jar(self.jar)
             return hook.run_jar(jar_id, entry_class=self.entry_class, program_args=list(self.args), **run_kwargs)
@@ -244,44 +249,71 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         return hook.run_python(self.python, driver_jar=driver, args=list(self.args), **run_kwargs)
 
 
+    def _submit_sql(self, savepoint: str | None) -> str:
+        statements = split_statements(self.sql) if isinstance(self.sql, str) else list(self.sql)
+        jobs = [s for s in statements if _SUBMITS_JOB.match(strip_comments(s))]
+        if len(jobs) != 1:
+            raise FlinkConfigurationError(
+                f"{self.task_id}: sql= must submit exactly one Flink job, found {len(jobs)} INSERT statement(s). "
+                "To fix this, wrap several INSERTs in EXECUTE STATEMENT SET BEGIN ... END; (one job), or use one "
+                "task per job (each job needs its own job_name for adoption)."
+            )
+        props = {**self.flink_conf, "pipeline.name": self.job_name}
+        if self.parallelism:
+            props["parallelism.default"] = str(self.parallelism)
+        if savepoint:
+            props["execution.state-recovery.path"] = savepoint
+            if self.allow_non_restored_state:
+                props["execution.state-recovery.ignore-unclaimed-state"] = "true"
+        add_jars = [f"ADD JAR '{jar}'" for jar in self.sql_jars]
+        results = FlinkSqlGatewayHook(self.sql_gateway_conn_id).run_statements(
+            add_jars + statements, properties=props, session_name=f"airflow-rtml {self.job_name}"
+        )
+        job_ids = [r.job_id for r in results if r.job_id]
+        if len(job_ids) != 1:
+            raise FlinkSqlError(
+                f"{self.task_id}: the SQL ran but submitted {len(job_ids)} jobs ({job_ids}); expected one.",
+                statement=jobs[0],
+            )
+        return job_ids[0]
+
+
+_SUBMITS_JOB = re.compile(r"^\s*(INSERT\s|EXECUTE\s+STATEMENT\s+SET\b|EXECUTE\s+INSERT\s)", re.IGNORECASE)
+
+
 def stop_with_savepoint(
     hook: FlinkRestHook, job_id: str, trigger_id: str, *, target_directory: str | None, drain: bool,
     poll_interval: float, log, timeout: float = 600,
 ) -> str:
-    """Stop ``job_id`` with a savepoint and wait for it; return the savepoint path.
+    """Stop ``job_id`` with a savepoint and wait for it (blocking); return the savepoint path.
 
     Flink answers COMPLETED *with* ``operation.failure-cause`` when the job is not running: that (and any
-    other failure cause) raises :class:`FlinkSavepointFailed`.
+    other failure cause) raises :class:`FlinkSavepointFailed`; the same trigger id makes a retry the same
+    Flink operation.
     """
     hook.stop_with_savepoint(job_id, target_directory=target_directory, drain=drain, trigger_id=trigger_id)
-    deadline = time.time() + timeout
-    while True:
-        status = hook.get_savepoint_status(job_id, trigger_id)
-        if not status.in_progress:
-            break
-        if time.time() > deadline:
-            raise FlinkWaitTimeout(f"Savepoint {trigger_id} of job {job_id} still in progress after {timeout:.0f}s")
-        time.sleep(poll_interval)
-    if status.failure_cause or not status.location:
-        state = hook.get_job_state(job_id)
-        raise FlinkSavepointFailed(
-            f"Stop-with-savepoint of job {job_id} failed (job is {state.value}). To fix this, check that the job "
-            f"is RUNNING and that the savepoint directory is writable by Flink. Flink said:\n"
-            f"{(status.failure_cause or 'no savepoint location')[:1500]}",
-            job_id=job_id, trigger_id=trigger_id, cause=status.failure_cause,
-        )
-    log.info("Savepoint of %s written to %s", job_id, status.location)
-    return status.location
+    trigger = FlinkSavepointTrigger(job_id, trigger_id, hook.flink_conn_id, poll_interval, time.time() + timeout,
+                                    stop=True)
+    event = raise_for_event(trigger.run_blocking(hook))
+    log.info("Savepoint of %s written to %s", job_id, event["location"])
+    return event["location"]
 
 
 class FlinkStopJobOperator(BaseOperator):
     """Stop a Flink job with a savepoint (default) or cancel it; return the savepoint path (or None).
+
+    Retry-safe: the savepoint request carries a trigger id derived from the task instance, so a retried (or
+    resumed) task polls the same Flink operation instead of requesting a second savepoint. A job that is not
+    running raises :class:`FlinkSavepointFailed` with Flink's failure cause (Flink answers COMPLETED *with* a
+    failure cause in that case); a savepoint directory Flink cannot write does too.
 
     :param job_id: the job id (templated); or
     :param job_name: the active job of this name.
     :param mode: ``"savepoint"`` (stop-with-savepoint) or ``"cancel"``.
     :param drain: with ``mode="savepoint"``, emit MAX_WATERMARK first (fires all event-time timers/windows).
     :param savepoint_dir: target directory (default: the cluster's ``execution.checkpointing.savepoint-dir``).
+    :param deferrable: wait for the savepoint in the triggerer instead of a worker slot.
+    :param wait_timeout: how long the savepoint (or cancellation) may take (absolute deadline).
     """
 
     template_fields: Sequence[str] = ("job_id", "job_name", "savepoint_dir")
@@ -296,7 +328,9 @@ class FlinkStopJobOperator(BaseOperator):
         drain: bool = False,
         savepoint_dir: str | None = None,
         flink_conn_id: str = FlinkRestHook.default_conn_name,
+        deferrable: bool | None = None,
         poll_interval: float = 1.0,
+        wait_timeout: timedelta = timedelta(minutes=10),
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -310,7 +344,9 @@ class FlinkStopJobOperator(BaseOperator):
         self.drain = drain
         self.savepoint_dir = savepoint_dir
         self.flink_conn_id = flink_conn_id
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
 
     def execute(self, context: Context) -> str | None:
         hook = FlinkRestHook(self.flink_conn_id)
@@ -324,13 +360,24 @@ class FlinkStopJobOperator(BaseOperator):
                 )
             job_id = active.job_id
         context["ti"].xcom_push(key=XCOM_JOB_ID, value=job_id)
+        deadline = time.time() + self.wait_timeout.total_seconds()
         if self.mode == "cancel":
             hook.cancel_job(job_id)
-            event = wait_for_job_state(hook, job_id, ["CANCELED"], self.poll_interval, time.time() + 120)
-            if event["state"] != "CANCELED":
-                raise_for_event(event)
-            return None
-        return stop_with_savepoint(
-            hook, job_id, trigger_id_for(context, job_id, "stop"), target_directory=self.savepoint_dir,
-            drain=self.drain, poll_interval=self.poll_interval, log=self.log,
-        )
+            trigger: FlinkJobStateTrigger | FlinkSavepointTrigger = FlinkJobStateTrigger(
+                job_id, ["CANCELED"], self.flink_conn_id, self.poll_interval, deadline)
+        else:
+            trigger_id = trigger_id_for(context, job_id, "stop")
+            hook.stop_with_savepoint(job_id, target_directory=self.savepoint_dir, drain=self.drain,
+                                     trigger_id=trigger_id)
+            trigger = FlinkSavepointTrigger(job_id, trigger_id, self.flink_conn_id, self.poll_interval, deadline,
+                                            stop=True)
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="execute_complete")
+        return self.execute_complete(context, trigger.run_blocking(hook))
+
+    def execute_complete(self, context: Context, event: dict) -> str | None:
+        """Raise the path's exception for a failed event; return the savepoint path (None after a cancel)."""
+        raise_for_event(event)
+        if event.get("location"):
+            self.log.info("Savepoint of %s written to %s", event["job_id"], event["location"])
+        return event.get("location")

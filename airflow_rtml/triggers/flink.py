@@ -21,9 +21,10 @@ from airflow_rtml.exceptions import (
     FlinkConnectionError,
     FlinkJobFailed,
     FlinkJobNotFound,
+    FlinkSavepointFailed,
     FlinkWaitTimeout,
 )
-from airflow_rtml.hooks.flink import FlinkRestHook, JobState, short_cause
+from airflow_rtml.hooks.flink import FlinkRestHook, JobState, SavepointStatus, short_cause
 
 
 class EventStatus(str, Enum):
@@ -37,6 +38,7 @@ class FailureReason(str, Enum):
     UNEXPECTED_STATE = "unexpected_state"  # another terminal state (e.g. FINISHED while waiting for RUNNING)
     JOB_NOT_FOUND = "job_not_found"
     API_ERROR = "api_error"  # a non-retryable REST error (4xx)
+    SAVEPOINT_FAILED = "savepoint_failed"  # the savepoint operation completed with a failure cause
 
 
 def normalize_states(states: Iterable[str | JobState]) -> list[str]:
@@ -54,16 +56,22 @@ def normalize_states(states: Iterable[str | JobState]) -> list[str]:
 
 def make_event(
     status: EventStatus, job_id: str, message: str, state: str | None = None,
-    reason: FailureReason | None = None, root_cause: str | None = None,
+    reason: FailureReason | None = None, root_cause: str | None = None, **extra: Any,
 ) -> dict:
     """A trigger event payload of plain JSON types (enums as their string values)."""
     return {"status": status.value, "job_id": job_id, "state": state,
-            "reason": reason.value if reason else None, "message": message, "root_cause": root_cause}
+            "reason": reason.value if reason else None, "message": message, "root_cause": root_cause, **extra}
 
 
-def evaluate_job_state(job_id: str, state: JobState, targets: list[str], root_cause: str | None = None) -> dict | None:
-    """The terminal event for ``state``, or None while the wait goes on."""
-    if state.value in targets:
+def evaluate_job_state(
+    job_id: str, state: JobState, targets: list[str], root_cause: str | None = None, tasks_running: bool = True,
+) -> dict | None:
+    """The terminal event for ``state``, or None while the wait goes on.
+
+    ``RUNNING`` counts only once every task runs (``tasks_running``): Flink reports a job RUNNING while its
+    tasks are still deploying, and a savepoint requested then fails with "Not all required tasks are running".
+    """
+    if state.value in targets and (state is not JobState.RUNNING or tasks_running):
         return make_event(EventStatus.SUCCESS, job_id, f"Flink job {job_id} is {state.value}", state.value)
     if state.is_terminal:
         reason = FailureReason.JOB_FAILED if state.is_failure else FailureReason.UNEXPECTED_STATE
@@ -72,6 +80,28 @@ def evaluate_job_state(job_id: str, state: JobState, targets: list[str], root_ca
             msg += f". Root cause:\n{short_cause(root_cause)}"
         return make_event(EventStatus.FAILED, job_id, msg, state.value, reason, root_cause)
     return None
+
+
+def evaluate_savepoint(job_id: str, status: SavepointStatus, job_state: JobState | None = None) -> dict | None:
+    """The terminal event of a savepoint operation, or None while it is in progress.
+
+    Flink answers COMPLETED *with* ``operation.failure-cause`` when the job was not running: that is a failure.
+    ``job_state`` (looked up only on failure) goes into the message.
+    """
+    if status.in_progress:
+        return None
+    extra = {"trigger_id": status.trigger_id, "location": status.location}
+    if status.failure_cause or not status.location:
+        state = job_state.value if job_state else None
+        return make_event(
+            EventStatus.FAILED, job_id,
+            f"Savepoint of job {job_id} failed (job is {state or 'unknown'}). To fix this, check that the job is "
+            f"RUNNING and that the savepoint directory is writable by Flink. Flink said:\n"
+            f"{short_cause(status.failure_cause or 'no savepoint location')}",
+            state, FailureReason.SAVEPOINT_FAILED, status.failure_cause, **extra,
+        )
+    return make_event(EventStatus.SUCCESS, job_id, f"Savepoint of job {job_id} written to {status.location}",
+                      **extra)
 
 
 def raise_for_event(event: dict) -> dict:
@@ -87,58 +117,68 @@ def raise_for_event(event: dict) -> dict:
         raise FlinkJobNotFound(message, job_id=job_id)
     if reason is FailureReason.API_ERROR:
         raise FlinkApiError(message)
+    if reason is FailureReason.SAVEPOINT_FAILED:
+        raise FlinkSavepointFailed(message, job_id=job_id, trigger_id=event.get("trigger_id"),
+                                   cause=event.get("root_cause"))
     raise FlinkJobFailed(message, job_id=job_id, state=event.get("state") or "", root_cause=event.get("root_cause"))
 
 
-class FlinkJobStateTrigger(BaseTrigger):
-    """Poll a Flink job until it reaches one of ``target_states``; yield exactly one terminal event.
+class FlinkPollingTrigger(BaseTrigger):
+    """Base of the Flink triggers: poll until :meth:`poll` returns an event; one terminal event, never blocking.
 
-    Never blocks the event loop (httpx.AsyncClient). Transient REST errors (JobManager restarting,
-    5xx, 429) are logged and retried until the absolute ``deadline``, which is serialized: a restarted
-    triggerer keeps the original timeout. A FAILED/CANCELED job ends the wait at once with Flink's root cause.
-
-    :param job_id: the Flink job id.
-    :param target_states: states that end the wait successfully, e.g. ``["RUNNING"]``.
-    :param flink_conn_id: a ``flink_rest`` connection.
-    :param poll_interval: seconds between polls.
-    :param deadline: absolute epoch seconds after which the trigger yields a timeout event; None = no limit.
+    Transient REST errors (JobManager restarting, 5xx, 429) are logged and retried until the absolute
+    ``deadline``, which is serialized: a restarted triggerer keeps the original timeout. An unknown job and
+    other 4xx answers end the wait at once. Subclasses implement :meth:`poll`, :meth:`timeout_message` and
+    :meth:`_kwargs` (the serialized fields besides ``job_id``, ``flink_conn_id``, ``poll_interval``, ``deadline``).
     """
 
-    def __init__(
-        self,
-        job_id: str,
-        target_states: list[str],
-        flink_conn_id: str = FlinkRestHook.default_conn_name,
-        poll_interval: float = 2.0,
-        deadline: float | None = None,
-    ):
+    def __init__(self, job_id: str, flink_conn_id: str, poll_interval: float, deadline: float | None):
         super().__init__()
         self.job_id = job_id
-        self.target_states = normalize_states(target_states)
         self.flink_conn_id = flink_conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = float(deadline) if deadline is not None else None
 
+    def _kwargs(self) -> dict[str, Any]:
+        return {}
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "job_id": self.job_id,
-                "target_states": self.target_states,
-                "flink_conn_id": self.flink_conn_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-            },
+            {"job_id": self.job_id, **self._kwargs(), "flink_conn_id": self.flink_conn_id,
+             "poll_interval": self.poll_interval, "deadline": self.deadline},
         )
 
+    async def poll(self, hook: FlinkRestHook) -> dict | None:
+        raise NotImplementedError
+
+    def timeout_message(self) -> str:
+        raise NotImplementedError
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = FlinkRestHook(self.flink_conn_id)
+        async for event in self.poll_until_done(FlinkRestHook(self.flink_conn_id)):
+            yield event
+
+    def run_blocking(self, hook: FlinkRestHook) -> dict:
+        """The same poll loop on a worker (the sync path of the operators): return the terminal payload.
+
+        ``hook`` must already have its connection resolved (call ``hook.base_url`` first) so that nothing
+        async touches Airflow's task-side connection lookup.
+        """
+
+        async def first() -> dict:
+            async for event in self.poll_until_done(hook):
+                return event.payload
+            raise RuntimeError("poll_until_done ended without an event")  # pragma: no cover - it never does
+
+        return asyncio.run(first())
+
+    async def poll_until_done(self, hook: FlinkRestHook) -> AsyncIterator[TriggerEvent]:
+        """Yield exactly one terminal event (see the class docstring)."""
         last_error = None
         while True:
             try:
-                detail = await hook.a_get_job(self.job_id)
-                cause = await hook.a_get_root_cause(self.job_id) if detail.state.is_failure else None
-                event = evaluate_job_state(self.job_id, detail.state, self.target_states, cause)
+                event = await self.poll(hook)
                 if event is not None:
                     yield TriggerEvent(event)
                     return
@@ -161,8 +201,87 @@ class FlinkJobStateTrigger(BaseTrigger):
             if self.deadline is not None and time.time() >= self.deadline:
                 yield TriggerEvent(make_event(
                     EventStatus.TIMEOUT, self.job_id,
-                    f"Flink job {self.job_id} did not reach {'/'.join(self.target_states)} before the deadline"
-                    + (f"; last error: {last_error}" if last_error else ""),
+                    self.timeout_message() + (f"; last error: {last_error}" if last_error else ""),
                 ))
                 return
             await asyncio.sleep(self.poll_interval)
+
+
+class FlinkJobStateTrigger(FlinkPollingTrigger):
+    """Poll a Flink job until it reaches one of ``target_states``; yield exactly one terminal event.
+
+    A FAILED/CANCELED job ends the wait at once with Flink's root cause. See :class:`FlinkPollingTrigger`
+    for errors and the deadline.
+
+    :param job_id: the Flink job id.
+    :param target_states: states that end the wait successfully, e.g. ``["RUNNING"]``.
+    :param flink_conn_id: a ``flink_rest`` connection.
+    :param poll_interval: seconds between polls.
+    :param deadline: absolute epoch seconds after which the trigger yields a timeout event; None = no limit.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        target_states: list[str],
+        flink_conn_id: str = FlinkRestHook.default_conn_name,
+        poll_interval: float = 2.0,
+        deadline: float | None = None,
+    ):
+        super().__init__(job_id, flink_conn_id, poll_interval, deadline)
+        self.target_states = normalize_states(target_states)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"target_states": self.target_states}
+
+    async def poll(self, hook: FlinkRestHook) -> dict | None:
+        detail = await hook.a_get_job(self.job_id)
+        cause = await hook.a_get_root_cause(self.job_id) if detail.state.is_failure else None
+        return evaluate_job_state(self.job_id, detail.state, self.target_states, cause, detail.tasks_running)
+
+    def timeout_message(self) -> str:
+        return f"Flink job {self.job_id} did not reach {'/'.join(self.target_states)} before the deadline"
+
+
+class FlinkSavepointTrigger(FlinkPollingTrigger):
+    """Poll a savepoint or stop-with-savepoint operation (by our trigger id) until it completes.
+
+    Success payload adds ``trigger_id`` and ``location`` (the savepoint path); a completed operation with a
+    failure cause yields ``reason="savepoint_failed"``. The operation runs in Flink whether or not this trigger
+    runs: a restarted triggerer polls the same trigger id and finds the same result.
+
+    :param job_id: the Flink job id.
+    :param savepoint_trigger_id: the savepoint operation's Flink trigger id (32 hex). (Not ``trigger_id``:
+        the triggerer sets that attribute on every trigger to its database id.)
+    :param stop: the operation is a stop-with-savepoint: also wait until the job has ended (Flink completes
+        the savepoint a moment before the job reaches FINISHED).
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        savepoint_trigger_id: str,
+        flink_conn_id: str = FlinkRestHook.default_conn_name,
+        poll_interval: float = 1.0,
+        deadline: float | None = None,
+        stop: bool = False,
+    ):
+        super().__init__(job_id, flink_conn_id, poll_interval, deadline)
+        self.savepoint_trigger_id = savepoint_trigger_id
+        self.stop = bool(stop)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"savepoint_trigger_id": self.savepoint_trigger_id, "stop": self.stop}
+
+    async def poll(self, hook: FlinkRestHook) -> dict | None:
+        status = await hook.a_get_savepoint_status(self.job_id, self.savepoint_trigger_id)
+        if status.in_progress:
+            return None
+        failed = bool(status.failure_cause or not status.location)
+        state = (await hook.a_get_job(self.job_id)).state if failed or self.stop else None
+        if not failed and self.stop and not state.is_terminal:
+            return None  # savepoint written, job still shutting down
+        return evaluate_savepoint(self.job_id, status, state)
+
+    def timeout_message(self) -> str:
+        return f"Savepoint {self.savepoint_trigger_id} of Flink job {self.job_id} did not complete before the deadline"

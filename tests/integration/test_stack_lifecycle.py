@@ -6,7 +6,6 @@ These tests take the stack down; the `stack` fixture of later tests brings it ba
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -53,7 +52,7 @@ def test_up_from_nothing_then_down_frees_everything(stack_config):
     print(f"cold up (runtime state wiped): {cold:.1f}s")
     status = _rtml(stack_config, "status")
     assert status.returncode == 0, status.stdout
-    for name in ("flink-jobmanager", "flink-taskmanager", "kafka", "airflow"):
+    for name in ("flink-jobmanager", "flink-taskmanager", "flink-sql-gateway", "kafka", "airflow"):
         assert any(line.startswith(name) and "healthy" in line for line in status.stdout.splitlines()), status.stdout
     assert len(stack.stack_processes()) >= 4
 

@@ -57,6 +57,7 @@ def test_flink_job_lifecycle_dag_defers_in_the_real_triggerer(stack, monkeypatch
         _wait_for_dag(client, "flink_job_lifecycle")
         run_id = _run_dag(client, "flink_job_lifecycle", {"name_prefix": prefix})
         sensor_log = _task_log(client, "flink_job_lifecycle", run_id, "wait_bounded_job_finished")
+        stop_log = _task_log(client, "flink_job_lifecycle", run_id, "stop_streaming_job_with_savepoint")
         stop_ti = client.get(
             f"/dags/flink_job_lifecycle/dagRuns/{run_id}/taskInstances/stop_streaming_job_with_savepoint"
         ).json()
@@ -73,3 +74,9 @@ def test_flink_job_lifecycle_dag_defers_in_the_real_triggerer(stack, monkeypatch
     assert len(bounded) == 1 and bounded[0].state == JobState.FINISHED
     assert len(streaming) == 1 and streaming[0].state == JobState.FINISHED  # stopped with a savepoint
     assert stop_ti["state"] == "success"
+    # The stop deferred too (FlinkSavepointTrigger in the real triggerer) and returned the savepoint path.
+    stop_events = [e["event"].strip() for e in stop_log]
+    assert "Pausing task as DEFERRED." in stop_events and "Trigger fired event" in stop_events, stop_events
+    assert any(e.startswith("Savepoint of ") and " written to file:" in e for e in stop_events), stop_events
+    sql_jobs = [j for n, j in jobs.items() if "-sql-" in n]
+    assert len(sql_jobs) == 1 and sql_jobs[0].state == JobState.CANCELED  # submitted via the SQL Gateway
