@@ -32,20 +32,25 @@ def get_provider_info() -> dict:
             }
         ],
         "hooks": [
-            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.hooks.flink"]},
+            {"integration-name": "Apache Flink (REST)",
+             "python-modules": ["airflow_rtml.hooks.flink", "airflow_rtml.hooks.flink_sql"]},
         ],
         "operators": [
             {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.operators.flink"]},
         ],
         "sensors": [
-            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.sensors.flink"]},
+            {"integration-name": "Apache Flink (REST)",
+             "python-modules": ["airflow_rtml.sensors.flink", "airflow_rtml.sensors.watermark"]},
         ],
         "triggers": [
-            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.triggers.flink"]},
+            {"integration-name": "Apache Flink (REST)",
+             "python-modules": ["airflow_rtml.triggers.flink", "airflow_rtml.triggers.watermark"]},
         ],
         "extra-links": ["airflow_rtml.operators.flink.FlinkJobLink"],
         "connection-types": [
             {"hook-class-name": "airflow_rtml.hooks.flink.FlinkRestHook", "connection-type": "flink_rest"},
+            {"hook-class-name": "airflow_rtml.hooks.flink_sql.FlinkSqlGatewayHook",
+             "connection-type": "flink_sql_gateway"},
         ],
         "plugins": [
             {"name": "airflow_rtml", "plugin-class": "airflow_rtml.plugins.RtmlPlugin"},

@@ -76,3 +76,13 @@ class FlinkSqlError(FlinkError):
         super().__init__(message)
         self.statement = statement
         self.cause = cause
+
+
+class StreamStalled(RtmlError):
+    """A running stream's event-time progress did not move for the wait's ``stall_timeout`` (an idle source,
+    a stuck partition): reported instead of a silent hang."""
+
+    def __init__(self, message: str, stream: str, progress_ms: int | None = None):
+        super().__init__(message)
+        self.stream = stream
+        self.progress_ms = progress_ms

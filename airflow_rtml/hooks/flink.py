@@ -473,6 +473,9 @@ class FlinkRestHook(FlinkHttpHook):
     def _c_job(self, job_id: str) -> _Call:
         return _Call("GET", f"/jobs/{job_id}", parse=JobDetail.from_json, not_found=self._job_missing(job_id))
 
+    def _c_plan(self, job_id: str) -> _Call:
+        return _Call("GET", f"/jobs/{job_id}/plan", parse=lambda b: b["plan"], not_found=self._job_missing(job_id))
+
     def _c_exceptions(self, job_id: str) -> _Call:
         return _Call("GET", f"/jobs/{job_id}/exceptions", parse=root_cause_from_exceptions,
                      not_found=self._job_missing(job_id))
@@ -518,8 +521,7 @@ class FlinkRestHook(FlinkHttpHook):
         return self.get_job(job_id).state
 
     def get_job_plan(self, job_id: str) -> dict:
-        return self._call(_Call("GET", f"/jobs/{job_id}/plan", parse=lambda b: b["plan"],
-                                not_found=self._job_missing(job_id)))
+        return self._call(self._c_plan(job_id))
 
     def get_root_cause(self, job_id: str) -> str | None:
         return self._call(self._c_exceptions(job_id))
@@ -669,6 +671,9 @@ class FlinkRestHook(FlinkHttpHook):
 
     async def a_get_job(self, job_id: str) -> JobDetail:
         return await self._acall(self._c_job(job_id))
+
+    async def a_get_job_plan(self, job_id: str) -> dict:
+        return await self._acall(self._c_plan(job_id))
 
     async def a_get_root_cause(self, job_id: str) -> str | None:
         return await self._acall(self._c_exceptions(job_id))

@@ -23,6 +23,7 @@ from airflow_rtml.exceptions import (
     FlinkJobNotFound,
     FlinkSavepointFailed,
     FlinkWaitTimeout,
+    StreamStalled,
 )
 from airflow_rtml.hooks.flink import FlinkRestHook, JobState, SavepointStatus, short_cause
 
@@ -39,6 +40,7 @@ class FailureReason(str, Enum):
     JOB_NOT_FOUND = "job_not_found"
     API_ERROR = "api_error"  # a non-retryable REST error (4xx)
     SAVEPOINT_FAILED = "savepoint_failed"  # the savepoint operation completed with a failure cause
+    STALLED = "stalled"  # a RUNNING stream's progress did not move for stall_timeout
 
 
 def normalize_states(states: Iterable[str | JobState]) -> list[str]:
@@ -117,6 +119,8 @@ def raise_for_event(event: dict) -> dict:
         raise FlinkJobNotFound(message, job_id=job_id)
     if reason is FailureReason.API_ERROR:
         raise FlinkApiError(message)
+    if reason is FailureReason.STALLED:
+        raise StreamStalled(message, stream=event.get("stream") or job_id, progress_ms=event.get("progress_ms"))
     if reason is FailureReason.SAVEPOINT_FAILED:
         raise FlinkSavepointFailed(message, job_id=job_id, trigger_id=event.get("trigger_id"),
                                    cause=event.get("root_cause"))

@@ -1,0 +1,320 @@
+"""Watermark triggers: wait, in the triggerer, until a stream's event-time progress reaches a threshold.
+
+A *stream* is a Flink job (by name, so the wait survives an upgrade that replaces the job id; or by id), read
+through the JobManager's REST API, or a Kafka progress topic (see :mod:`airflow_rtml.triggers.kafka`). Its
+*progress* is the minimum watermark over its parallel parts (:mod:`airflow_rtml.progress`). A wait for
+"window ``[start, end)`` closed" waits for ``progress >= end - 1 + lateness`` (:func:`~airflow_rtml.progress.threshold_for`).
+
+**One poll loop per stream.** The triggers are ``BaseEventTrigger`` subclasses with a
+``shared_stream_key()``: in one triggerer process, every waiter on the same (connection, job, vertex, metric,
+commit-awareness, poll interval) shares a single poll loop (:meth:`open_shared_stream`) whose snapshots are
+fanned out to each waiter's :meth:`filter_shared_stream`. N waiters cost the REST calls of one.
+
+**Event payload** (public API, stable): ``{"status": "success" | "failed" | "timeout", "reason": FailureReason
+| None, "job_id", "stream", "progress_ms": int | None, "progress": str, "threshold_ms": int, "checkpoint_id":
+int | None, "checkpoint_trigger_ms": int | None, "crossed_at_ms": int | None (wall clock when the crossing was
+first observed), "message": str, "root_cause": str | None, "state": str | None}``.
+
+Guarantees: fires only when the observed progress is ``>= threshold_ms`` (never early); a lower value after
+a failover never un-fires it; in commit-aware mode it also waits for a checkpoint *triggered after* the
+crossing was observed, so an exactly-once sink has committed the window. A FAILED/CANCELED job fails the wait
+at its next poll with Flink's root cause; a RUNNING stream whose progress does not move for ``stall_timeout``
+seconds fails it with ``reason="stalled"`` (never a silent hang); JobManager outages are retried until the
+absolute ``deadline``, which survives triggerer restarts. Not guaranteed: the metric is up to
+``metrics.fetcher.update-interval`` (1 s on the local stack) old, so a crossing is seen that much later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import aclosing
+from collections.abc import AsyncIterator, Hashable
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from airflow_rtml.exceptions import FlinkApiError, FlinkConfigurationError, FlinkConnectionError, FlinkJobNotFound
+from airflow_rtml.hooks.flink import FlinkRestHook, JobDetail, JobState, short_cause
+from airflow_rtml.progress import MonotoneProgress, StallDetector, combine, describe, parse_watermark
+from airflow_rtml.triggers.flink import EventStatus, FailureReason, make_event
+
+INPUT_WATERMARK = "currentInputWatermark"
+
+
+def sink_vertices(detail: JobDetail, plan: dict) -> list[str]:
+    """Ids of the vertices nothing consumes from (the job's last stage): their input watermark is the job's
+    output progress."""
+    consumed = {inp["id"] for node in plan.get("nodes", []) for inp in node.get("inputs", []) or []}
+    return [v.vertex_id for v in detail.vertices if v.vertex_id not in consumed]
+
+
+def pick_vertices(detail: JobDetail, plan: dict, vertex: str | None) -> list[str]:
+    """The vertices whose watermark is the stream's progress: ``vertex`` (an id, or a substring of the
+    vertex name, e.g. an operator name), else the sink vertices."""
+    if not vertex:
+        return sink_vertices(detail, plan)
+    matches = [v.vertex_id for v in detail.vertices if vertex == v.vertex_id or vertex in v.name]
+    if not matches:
+        raise FlinkConfigurationError(
+            f"Job {detail.name!r} ({detail.job_id}) has no vertex matching {vertex!r}. To fix this, use a vertex "
+            f"id or part of a vertex name; its vertices are: {[v.name for v in detail.vertices]}"
+        )
+    return matches
+
+
+class FlinkProgressPoller:
+    """The shared poll loop of one Flink stream: yields a snapshot (plain dict) every ``poll_interval``.
+
+    Snapshot: ``{"at": epoch s, "job_id", "state", "progress_ms", "checkpoint_id", "checkpoint_trigger_ms",
+    "root_cause", "error", "error_kind": None | "unreachable" | "not_found" | "api" | "config"}``.
+    Per poll of a RUNNING job: job detail + one watermark call per picked vertex (+ checkpoints when
+    commit-aware); the overview is read only to resolve a job name, the plan once per job id.
+    """
+
+    def __init__(self, *, flink_conn_id: str, job_name: str | None, job_id: str | None, vertex: str | None,
+                 metric: str, commit_aware: bool, poll_interval: float):
+        self.hook = FlinkRestHook(flink_conn_id)  # replaceable by a hook whose connection is already resolved
+        self.job_name, self.fixed_job_id, self.vertex, self.metric = job_name, job_id, vertex, metric
+        self.commit_aware, self.poll_interval = commit_aware, poll_interval
+        self._job_id: str | None = job_id
+        self._vertices: dict[str, list[str]] = {}
+        self.requests = 0
+
+    async def snapshots(self) -> AsyncIterator[dict]:
+        async with self.hook.a_session():
+            while True:
+                yield await self.poll_once()
+                await asyncio.sleep(self.poll_interval)
+
+    async def poll_once(self) -> dict:
+        snap: dict[str, Any] = {"at": time.time(), "job_id": self._job_id, "state": None, "progress_ms": None,
+                                "checkpoint_id": None, "checkpoint_trigger_ms": None, "root_cause": None,
+                                "error": None, "error_kind": None}
+        try:
+            await self._poll(snap)
+        except FlinkJobNotFound as exc:
+            snap.update(error=str(exc), error_kind="not_found")
+        except FlinkConnectionError as exc:
+            snap.update(error=str(exc), error_kind="unreachable")
+        except FlinkApiError as exc:
+            transient = exc.status_code is not None and exc.status_code >= 500
+            snap.update(error=str(exc), error_kind="unreachable" if transient else "api")
+        except FlinkConfigurationError as exc:
+            snap.update(error=str(exc), error_kind="config")
+        return snap
+
+    async def _poll(self, snap: dict) -> None:
+        if self.fixed_job_id is None and self._job_id is None:
+            self._job_id = await self._resolve_name()
+        snap["job_id"] = self._job_id
+        self.requests += 1
+        detail = await self.hook.a_get_job(self._job_id)
+        snap["state"] = detail.state.value
+        if detail.state.is_failure:
+            self.requests += 1
+            snap["root_cause"] = await self.hook.a_get_root_cause(self._job_id)
+        if detail.state.is_terminal and self.fixed_job_id is None:
+            self._job_id = None  # by name: the next poll looks for a newer job of that name (an upgrade)
+            return
+        if detail.state is not JobState.RUNNING:
+            return
+        if self._job_id not in self._vertices:
+            self.requests += 1
+            plan = await self.hook.a_get_job_plan(self._job_id)
+            self._vertices = {self._job_id: pick_vertices(detail, plan, self.vertex)}
+        parts: list[int | None] = []
+        for vertex_id in self._vertices[self._job_id]:
+            self.requests += 1
+            if self.metric == INPUT_WATERMARK:
+                values = await self.hook.a_get_vertex_watermarks(self._job_id, vertex_id)
+                per_subtask = [parse_watermark(v, origin=f"Flink metric {k!r}") for k, v in values.items()
+                               if k.endswith("." + INPUT_WATERMARK)]
+                parts.append(combine(per_subtask))
+            else:
+                agg = await self.hook.a_get_subtask_metrics(self._job_id, vertex_id, [self.metric], "min")
+                parts.append(parse_watermark(agg.get(self.metric), origin=f"Flink metric {self.metric!r}"))
+        snap["progress_ms"] = combine(parts)
+        if self.commit_aware:
+            self.requests += 1
+            cp = await self.hook.a_get_checkpoints(self._job_id)
+            snap["checkpoint_id"], snap["checkpoint_trigger_ms"] = cp.latest_completed_id, cp.latest_completed_trigger_ms
+
+    async def _resolve_name(self) -> str:
+        self.requests += 1
+        jobs = [j for j in await self.hook.a_list_jobs() if j.name == self.job_name]
+        if not jobs:
+            raise FlinkJobNotFound(
+                f"No Flink job is named {self.job_name!r}. To fix this, check the name (the job's pipeline.name) "
+                "or submit the job before waiting on its progress.", job_name=self.job_name,
+            )
+        active = [j for j in jobs if not j.state.is_terminal]
+        return max(active or jobs, key=lambda j: j.start_time_ms).job_id
+
+
+class ProgressWait:
+    """One waiter's view of a stream's snapshots: decides when (and how) the wait ends. Pure, clock injected."""
+
+    def __init__(self, *, stream: str, threshold_ms: int, commit_aware: bool, stall_timeout: float | None,
+                 deadline: float | None, by_name: bool, now: float):
+        self.stream, self.threshold_ms, self.commit_aware = stream, threshold_ms, commit_aware
+        self.deadline, self.by_name = deadline, by_name
+        self.progress = MonotoneProgress()
+        self.stall = StallDetector(stall_timeout, now) if stall_timeout else None
+        self.crossed_at_ms: float | None = None
+
+    def _event(self, status: EventStatus, snap: dict, message: str, reason: FailureReason | None = None) -> dict:
+        return make_event(
+            status, snap.get("job_id") or "", message, snap.get("state"), reason, snap.get("root_cause"),
+            stream=self.stream, progress_ms=self.progress.value, progress=describe(self.progress.value),
+            threshold_ms=self.threshold_ms, checkpoint_id=snap.get("checkpoint_id"),
+            checkpoint_trigger_ms=snap.get("checkpoint_trigger_ms"),
+            crossed_at_ms=int(self.crossed_at_ms) if self.crossed_at_ms is not None else None,
+        )
+
+    def evaluate(self, snap: dict) -> dict | None:
+        """The terminal event this snapshot causes, or None while the wait goes on."""
+        now = snap["at"]
+        kind = snap.get("error_kind")
+        if kind in ("not_found", "api", "config"):
+            reason = FailureReason.JOB_NOT_FOUND if kind == "not_found" else FailureReason.API_ERROR
+            return self._event(EventStatus.FAILED, snap, snap["error"], reason)
+        state = JobState(snap["state"]) if snap.get("state") else None
+        if state is not None and state.is_failure:
+            return self._event(
+                EventStatus.FAILED, snap,
+                f"Stream {self.stream}: Flink job {snap['job_id']} is {state.value} while waiting for progress "
+                f">= {describe(self.threshold_ms)}. Root cause:\n{short_cause(snap.get('root_cause'))}",
+                FailureReason.JOB_FAILED,
+            )
+        self.progress.observe(snap.get("progress_ms"))
+        reached = self.progress.value is not None and self.progress.value >= self.threshold_ms
+        if reached:
+            if self.crossed_at_ms is None:
+                self.crossed_at_ms = now * 1000
+            committed = (snap.get("checkpoint_trigger_ms") or 0) > self.crossed_at_ms
+            if not self.commit_aware or committed:
+                what = f" and checkpoint {snap.get('checkpoint_id')} committed it" if self.commit_aware else ""
+                return self._event(EventStatus.SUCCESS, snap,
+                                   f"Stream {self.stream} reached {describe(self.progress.value)} "
+                                   f"(>= {describe(self.threshold_ms)}){what}")
+        elif state is JobState.RUNNING and self.stall and self.stall.observe(snap.get("progress_ms"), now):
+            return self._event(
+                EventStatus.FAILED, snap,
+                f"Stream {self.stream} is stalled: progress {describe(self.stall.last_progress)} has not moved "
+                f"for {self.stall.stalled_for:.0f}s (target {describe(self.threshold_ms)}). To fix this, check "
+                "for an idle source or a stuck partition (Flink's source idleness / watermark alignment).",
+                FailureReason.STALLED,
+            )
+        if state is JobState.FINISHED and not self.by_name and not reached:
+            return self._event(
+                EventStatus.FAILED, snap,
+                f"Stream {self.stream}: Flink job {snap['job_id']} FINISHED at progress "
+                f"{describe(self.progress.value)}, before {describe(self.threshold_ms)}",
+                FailureReason.UNEXPECTED_STATE,
+            )
+        if self.deadline is not None and now >= self.deadline:
+            last = f"; last error: {snap['error']}" if snap.get("error") else ""
+            return self._event(
+                EventStatus.TIMEOUT, snap,
+                f"Stream {self.stream} did not reach {describe(self.threshold_ms)} before the deadline "
+                f"(progress {describe(self.progress.value)}){last}",
+            )
+        return None  # an "unreachable" snapshot is transient: the next one retries; the deadline bounds the wait
+
+
+class FlinkWatermarkTrigger(BaseEventTrigger):
+    """Fire once a Flink job's event-time progress is ``>= threshold_ms`` (see the module docstring).
+
+    :param threshold_ms: progress to reach, epoch ms (a window ``[s, e)`` closes at ``e - 1 + lateness``).
+    :param job_name: the job's name (``pipeline.name``); the wait follows the job across upgrades. Or
+    :param job_id: one job run; its FINISHING before the threshold fails the wait.
+    :param vertex: a vertex id or part of a vertex name whose input watermark is the progress (default: the
+        sink vertices, i.e. the job's output progress).
+    :param metric: ``currentInputWatermark`` (default) or another watermark metric of the vertex's operators,
+        e.g. ``"<operator>.currentOutputWatermark"`` (aggregated with ``min`` over subtasks).
+    :param commit_aware: also wait for a checkpoint triggered after the crossing was observed.
+    :param stall_timeout: seconds without progress movement (job RUNNING) that fail the wait as stalled.
+    :param flink_conn_id: a ``flink_rest`` connection.
+    :param poll_interval: seconds between polls of the shared loop.
+    :param deadline: absolute epoch seconds; None = no limit.
+    :param stream: a label for messages (default: the job name or id).
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold_ms: int,
+        job_name: str | None = None,
+        job_id: str | None = None,
+        vertex: str | None = None,
+        metric: str = INPUT_WATERMARK,
+        commit_aware: bool = False,
+        stall_timeout: float | None = None,
+        flink_conn_id: str = FlinkRestHook.default_conn_name,
+        poll_interval: float = 1.0,
+        deadline: float | None = None,
+        stream: str | None = None,
+    ):
+        super().__init__()
+        if (job_name is None) == (job_id is None):
+            raise FlinkConfigurationError("FlinkWatermarkTrigger needs exactly one of job_name= or job_id=.")
+        self.threshold_ms = int(threshold_ms)
+        self.job_name, self.job_id, self.vertex, self.metric = job_name, job_id, vertex, metric
+        self.commit_aware = bool(commit_aware)
+        self.stall_timeout = float(stall_timeout) if stall_timeout else None
+        self.flink_conn_id = flink_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = float(deadline) if deadline is not None else None
+        self.stream = stream or job_name or job_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"threshold_ms": self.threshold_ms, "job_name": self.job_name, "job_id": self.job_id,
+             "vertex": self.vertex, "metric": self.metric, "commit_aware": self.commit_aware,
+             "stall_timeout": self.stall_timeout, "flink_conn_id": self.flink_conn_id,
+             "poll_interval": self.poll_interval, "deadline": self.deadline, "stream": self.stream},
+        )
+
+    def shared_stream_key(self) -> Hashable:
+        return ("airflow_rtml.flink_progress", self.flink_conn_id, self.job_name, self.job_id, self.vertex,
+                self.metric, self.commit_aware, self.poll_interval)
+
+    @staticmethod
+    def poller(kwargs: dict[str, Any]) -> FlinkProgressPoller:
+        return FlinkProgressPoller(
+            flink_conn_id=kwargs["flink_conn_id"], job_name=kwargs["job_name"], job_id=kwargs["job_id"],
+            vertex=kwargs["vertex"], metric=kwargs["metric"], commit_aware=kwargs["commit_aware"],
+            poll_interval=kwargs["poll_interval"],
+        )
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[dict]:
+        async with aclosing(cls.poller(kwargs).snapshots()) as snapshots:
+            async for snap in snapshots:
+                yield snap
+
+    def new_wait(self) -> ProgressWait:
+        return ProgressWait(stream=self.stream, threshold_ms=self.threshold_ms, commit_aware=self.commit_aware,
+                            stall_timeout=self.stall_timeout, deadline=self.deadline,
+                            by_name=self.job_name is not None, now=time.time())
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[dict]) -> AsyncIterator[TriggerEvent]:
+        wait = self.new_wait()
+        async for snap in shared_stream:
+            if snap.get("error_kind") == "unreachable":
+                self.log.warning("Stream %s: Flink not reachable, retrying until the deadline: %s",
+                                 self.stream, snap["error"])
+            event = wait.evaluate(snap)
+            if event is not None:
+                yield TriggerEvent(event)
+                return
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Unshared fallback (a triggerer without shared streams): the same loop, for this waiter alone."""
+        async with aclosing(self.open_shared_stream(self.serialize()[1])) as stream, \
+                aclosing(self.filter_shared_stream(stream)) as events:
+            async for event in events:
+                yield event
+                return

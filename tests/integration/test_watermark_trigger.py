@@ -1,0 +1,142 @@
+"""FlinkWatermarkTrigger and StreamWatermarkSensor against a real Flink job whose event time the test drives
+by producing Kafka records with chosen timestamps (see event_time.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import aclosing
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from event_time import start_event_time_job
+
+from airflow_rtml.exceptions import FlinkJobFailed, StreamStalled
+from airflow_rtml.hooks.flink import FlinkRestHook
+from airflow_rtml.progress import threshold_for
+from airflow_rtml.sensors.watermark import StreamWatermarkSensor
+from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger
+
+HOUR_END = int(datetime(2026, 1, 1, 11, tzinfo=timezone.utc).timestamp() * 1000)  # window [10:00, 11:00)
+
+
+@pytest.fixture
+def hook(stack, monkeypatch) -> FlinkRestHook:
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT",
+                       f"flink-sql-gateway://127.0.0.1:{stack.cfg.ports.flink_sql_gateway}")
+    return FlinkRestHook()
+
+
+@pytest.fixture
+def job(stack, hook):
+    j = start_event_time_job(stack)
+    yield j
+    for run in hook.find_jobs_by_name(j.name):
+        if not run.state.is_terminal:
+            hook.cancel_job(run.job_id)
+
+
+async def _afirst(trigger: FlinkWatermarkTrigger) -> dict:
+    async with aclosing(trigger.run()) as events:
+        async for event in events:
+            return event.payload
+    raise AssertionError("the trigger ended without an event")
+
+
+def _first(trigger: FlinkWatermarkTrigger) -> dict:
+    return asyncio.run(_afirst(trigger))
+
+
+def test_window_boundary_is_exact_and_nothing_fires_early(job, hook):
+    """Progress at end - 2: the wait for window [10:00, 11:00) is still waiting after several poll cycles.
+    Progress at end - 1 (Flink's own firing rule): it fires."""
+    threshold = threshold_for(HOUR_END)
+    assert threshold == HOUR_END - 1
+    job.produce(HOUR_END - 3_600_000, HOUR_END - 2)
+    assert job.wait_progress(hook, HOUR_END - 2) == HOUR_END - 2
+
+    t0 = time.monotonic()
+    early = _first(FlinkWatermarkTrigger(threshold_ms=threshold, job_name=job.name, poll_interval=0.5,
+                                         deadline=time.time() + 5))
+    assert early["status"] == "timeout" and early["progress_ms"] == HOUR_END - 2, early
+    assert time.monotonic() - t0 >= 4.5  # ~10 poll cycles, every one of them saw end - 2 and kept waiting
+
+    job.produce(HOUR_END - 1)
+    fired = _first(FlinkWatermarkTrigger(threshold_ms=threshold, job_name=job.name, poll_interval=0.5,
+                                         deadline=time.time() + 30))
+    assert fired["status"] == "success" and fired["progress_ms"] == HOUR_END - 1, fired
+    assert fired["job_id"] == job.job_id and fired["stream"] == job.name
+
+
+def test_commit_aware_waits_for_a_checkpoint_after_the_crossing(stack, hook):
+    """With checkpoints every 6 s, the plain wait fires at the crossing; the commit-aware wait fires only
+    once a checkpoint triggered after the crossing has completed."""
+    job = start_event_time_job(stack, checkpoint_interval="6s")
+    try:
+        job.produce(HOUR_END + 5)
+        assert job.wait_progress(hook, HOUR_END + 5) == HOUR_END + 5
+
+        async def both():
+            kw = {"threshold_ms": threshold_for(HOUR_END), "job_id": job.job_id, "poll_interval": 0.3,
+                  "deadline": time.time() + 40}
+            t0 = time.monotonic()
+            plain = await _afirst(FlinkWatermarkTrigger(**kw))
+            t_plain = time.monotonic() - t0
+            committed = await _afirst(FlinkWatermarkTrigger(commit_aware=True, **kw))
+            return plain, t_plain, committed, time.monotonic() - t0
+
+        plain, t_plain, committed, t_committed = asyncio.run(both())
+        assert plain["status"] == "success" and t_plain < 2, (plain, t_plain)
+        assert committed["status"] == "success" and committed["checkpoint_id"] is not None, committed
+        assert committed["checkpoint_trigger_ms"] > committed["crossed_at_ms"], committed
+        print(f"commit-aware fired {t_committed:.1f}s after the plain wait's start ({t_plain:.1f}s)")
+    finally:
+        hook.cancel_job(job.job_id)
+
+
+def test_a_job_failing_mid_wait_fails_the_wait_with_its_root_cause(job, hook):
+    job.produce(HOUR_END - 10)
+    assert job.wait_progress(hook, HOUR_END - 10) == HOUR_END - 10
+
+    async def wait_while_failing():
+        trigger = FlinkWatermarkTrigger(threshold_ms=threshold_for(HOUR_END), job_name=job.name, poll_interval=0.5,
+                                        deadline=time.time() + 60)
+        waiter = asyncio.ensure_future(_afirst(trigger))
+        await asyncio.sleep(2)
+        assert not waiter.done()
+        failed_at = time.monotonic()
+        await asyncio.to_thread(job.produce, raw=b"{not json")  # the JSON format fails the job
+        event = await waiter
+        return event, time.monotonic() - failed_at
+
+    event, took = asyncio.run(wait_while_failing())
+    assert event["status"] == "failed" and event["reason"] == "job_failed" and event["state"] == "FAILED", event
+    assert "JSON" in event["root_cause"] or "json" in event["root_cause"]
+    print(f"failure → wait failed in {took:.1f}s")
+    assert took < 15
+
+
+def test_an_idle_source_is_reported_as_a_stall_not_a_hang(job, hook):
+    job.produce(HOUR_END - 60_000)
+    assert job.wait_progress(hook, HOUR_END - 60_000) == HOUR_END - 60_000
+    event = _first(FlinkWatermarkTrigger(threshold_ms=threshold_for(HOUR_END), job_name=job.name,
+                                         stall_timeout=3, poll_interval=0.5, deadline=time.time() + 60))
+    assert event["status"] == "failed" and event["reason"] == "stalled", event
+    assert "stalled" in event["message"] and "2026-01-01T10:59:00.000Z" in event["message"]
+
+
+def test_sensor_sync_path_raises_the_same_exceptions(job, hook):
+    job.produce(HOUR_END)
+    assert job.wait_progress(hook, HOUR_END) == HOUR_END
+    ctx = {"ti": None}
+    ok = StreamWatermarkSensor(task_id="s", job_name=job.name, target=datetime(2026, 1, 1, 11, tzinfo=timezone.utc),
+                               deferrable=False, poll_interval=0.5).execute(ctx)
+    assert ok["progress_ms"] == HOUR_END and ok["threshold_ms"] == HOUR_END - 1
+    with pytest.raises(StreamStalled):
+        StreamWatermarkSensor(task_id="s", job_name=job.name, target="2026-01-01T12:00:00Z", deferrable=False,
+                              stall_timeout=timedelta(seconds=2), poll_interval=0.5).execute(ctx)
+    hook.cancel_job(job.job_id)
+    with pytest.raises(FlinkJobFailed, match="CANCELED"):
+        StreamWatermarkSensor(task_id="s", job_id=job.job_id, target="2026-01-01T12:00:00Z", deferrable=False,
+                              poll_interval=0.5).execute(ctx)
