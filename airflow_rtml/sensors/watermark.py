@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Asset, BaseOperator, Context
 
 from airflow_rtml.exceptions import FlinkConfigurationError
 from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.operators.flink import _default_deferrable
-from airflow_rtml.progress import describe, threshold_for
+from airflow_rtml.progress import Window, closed_windows, describe, threshold_for, window_of
 from airflow_rtml.triggers.flink import raise_for_event
 from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger
 
@@ -142,3 +142,95 @@ class StreamWatermarkSensor(BaseOperator):
         raise_for_event(event)
         self.log.info("%s", event["message"])
         return {k: event.get(k) for k in ("stream", "job_id", "progress_ms", "threshold_ms", "checkpoint_id")}
+
+
+def window_partition_key(window: Window) -> str:
+    """The partition key of a window: its start, ISO-8601 UTC with seconds (``2026-01-01T10:00:00Z``)."""
+    return datetime.fromtimestamp(window.start_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def window_from_partition_key(key: str, size: timedelta) -> Window:
+    """The window a partition key names (the inverse of :func:`window_partition_key`)."""
+    start = to_epoch_ms(key)
+    return Window(start, start + int(size.total_seconds() * 1000))
+
+
+class StreamWindowSensor(StreamWatermarkSensor):
+    """Wait until the stream's next event-time window(s) close; emit each as a partition of ``asset``.
+
+    The stream → batch dependency in Airflow's data-aware terms: run this in a producer DAG with
+    ``schedule="@continuous"`` (one run at a time), and schedule the consumer with
+    ``PartitionedAssetTimetable(assets=asset)``: it runs **once per closed window**, its ``partition_key``
+    being the window start (:func:`window_partition_key`; :func:`window_from_partition_key` turns it back).
+
+    Exactly once: the cursor is the last window this sensor emitted for this stream, read from the asset's
+    latest events (the event ``extra`` carries ``stream`` and ``last_window_end_ms``); events are registered
+    only when the task succeeds, so a retried or cleared run emits the same keys, never a gap. The first run for
+    a stream starts at the window that holds the stream's progress when it first reports one.
+
+    :param asset: the Asset that stands for the stream's closed windows (set as inlet and outlet).
+    :param window: window size (tumbling, aligned to the epoch plus ``offset``, as in Flink).
+    :param offset: window offset.
+    :param max_windows: most windows emitted by one run (a stream far ahead catches up over several runs).
+    Other parameters as :class:`StreamWatermarkSensor` (``target`` is not used).
+    """
+
+    def __init__(self, *, asset: Asset, window: timedelta, offset: timedelta = timedelta(0),
+                 max_windows: int = 100, **kwargs: Any):
+        kwargs.setdefault("inlets", [asset])
+        kwargs.setdefault("outlets", [asset])
+        super().__init__(target=None, **kwargs)
+        if window <= timedelta(0):
+            raise FlinkConfigurationError(f"{self.task_id}: window must be positive.")
+        self.asset, self.window, self.offset, self.max_windows = asset, window, offset, max_windows
+
+    @property
+    def _size_ms(self) -> int:
+        return int(self.window.total_seconds() * 1000)
+
+    @property
+    def _stream(self) -> str:
+        return self.job_name or self.job_id
+
+    def _cursor(self, context: Context) -> int | None:
+        """End of the last window emitted for this stream, from the asset's latest events."""
+        for event in context["inlet_events"][self.asset].ascending(False).limit(50):
+            extra = event.extra or {}
+            if extra.get("stream") == self._stream and "last_window_end_ms" in extra:
+                return int(extra["last_window_end_ms"])
+        return None
+
+    def execute(self, context: Context) -> dict:
+        cursor = self._cursor(context)
+        deadline = time.time() + self.wait_timeout.total_seconds()
+        if cursor is None:
+            # First run for this stream: start at the window holding its first known progress.
+            self.target = 0
+            first = run_trigger_blocking(self.trigger(deadline), FlinkRestHook(self.flink_conn_id))
+            raise_for_event(first)
+            cursor = window_of(first["progress_ms"], self._size_ms, int(self.offset.total_seconds() * 1000)).start_ms
+        self.target = cursor + self._size_ms
+        self.log.info("Stream %s: waiting for window %s to close", self._stream,
+                      window_partition_key(Window(cursor, cursor + self._size_ms)))
+        trigger = self.trigger(deadline)
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="execute_complete", kwargs={"cursor": cursor})
+        return self.execute_complete(context, run_trigger_blocking(trigger, FlinkRestHook(self.flink_conn_id)),
+                                     cursor)
+
+    def execute_complete(self, context: Context, event: dict, cursor: int | None = None) -> dict:
+        """Emit every window the crossing closed (after ``cursor``) as a partition of the asset."""
+        raise_for_event(event)
+        windows = closed_windows(event["progress_ms"], self._size_ms, after_end_ms=cursor,
+                                 offset_ms=int(self.offset.total_seconds() * 1000),
+                                 lateness_ms=int(self.lateness.total_seconds() * 1000), limit=self.max_windows)
+        keys = [window_partition_key(w) for w in windows]
+        outlet = context["outlet_events"][self.asset]
+        outlet.add_partitions(keys)
+        outlet.extra.update({
+            "stream": self._stream, "job_id": event.get("job_id"), "window_size_ms": self._size_ms,
+            "windows": [w.to_dict() for w in windows], "last_window_end_ms": windows[-1].end_ms,
+            "progress_ms": event["progress_ms"], "checkpoint_id": event.get("checkpoint_id"),
+        })
+        self.log.info("Stream %s closed %d window(s): %s", self._stream, len(keys), keys)
+        return {"stream": self._stream, "partition_keys": keys, "progress_ms": event["progress_ms"]}

@@ -1,0 +1,117 @@
+"""Stream → batch once per closed window, in the real local Airflow: the example DAGs
+``stream_windows_producer`` (StreamWindowSensor, deferred in the real triggerer) and ``process_closed_window``
+(PartitionedAssetTimetable), fed by a real Flink job whose event time the test drives through Kafka.
+
+It also kills the triggerer with SIGKILL while the sensor is deferred and starts a new one: the wait resumes
+and each window's downstream run happens exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from event_time import start_event_time_job
+
+from airflow_rtml.hooks.flink import FlinkRestHook
+from airflow_rtml.local.stack import MARKER, airflow_env
+
+MINUTE = 60_000
+PRODUCER, CONSUMER = "stream_windows_producer", "process_closed_window"
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def _wait_for(what: str, check, timeout: float, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _consumer_runs(client: httpx.Client, keys: set[str]) -> list[dict]:
+    runs = client.get(f"/dags/{CONSUMER}/dagRuns", params={"limit": 100}).json()["dag_runs"]
+    return [r for r in runs if r.get("partition_key") in keys]
+
+
+def _deferred_producer_ti(client: httpx.Client) -> dict | None:
+    runs = client.get(f"/dags/{PRODUCER}/dagRuns", params={"state": "running", "limit": 5}).json()["dag_runs"]
+    for run in runs:
+        ti = client.get(f"/dags/{PRODUCER}/dagRuns/{run['dag_run_id']}/taskInstances/wait_for_closed_windows").json()
+        if ti.get("state") == "deferred":
+            return ti
+    return None
+
+
+def _restart_triggerer(stack) -> subprocess.Popen:
+    """SIGKILL the stack's triggerer; start a new one (standalone does not restart its children)."""
+    victims = [p for p in stack.stack_processes()
+               if "triggerer" in " ".join(p.cmdline()) and "airflow" in " ".join(p.cmdline())]
+    assert victims, "no running triggerer found"
+    for p in victims:
+        os.kill(p.pid, signal.SIGKILL)
+    psutil.wait_procs(victims, timeout=10)
+    env = dict(os.environ, **airflow_env(stack.cfg), **{MARKER: str(stack.cfg.home)})
+    log = (stack.cfg.log_dir / "airflow-triggerer-restarted.log").open("ab")
+    return subprocess.Popen([str(Path(env["PATH"].split(os.pathsep)[0]) / "airflow"), "triggerer"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=str(stack.cfg.home), start_new_session=True)
+
+
+@pytest.mark.timeout(900)
+def test_each_closed_window_runs_the_downstream_dag_exactly_once_across_a_triggerer_kill(stack, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT",
+                       f"flink-sql-gateway://127.0.0.1:{stack.cfg.ports.flink_sql_gateway}")
+    hook = FlinkRestHook()
+    job = start_event_time_job(stack)
+    base = (int(time.time() * 1000) // MINUTE) * MINUTE  # unique windows for this run: keys never repeat
+    keys = [_iso(base + i * MINUTE) for i in range(3)]
+    client = httpx.Client(base_url=f"{stack.cfg.airflow_url}/api/v2", timeout=30)
+    try:
+        client.delete("/variables/rtml_example_stream")
+        assert client.post("/variables", json={"key": "rtml_example_stream", "value": job.name}).status_code in (
+            200, 201)
+        _wait_for("the example DAGs to be parsed",
+                  lambda: all(client.get(f"/dags/{d}").status_code == 200 for d in (PRODUCER, CONSUMER)), 120, 2)
+        job.produce(base + 5)  # the stream's first progress lies in window 0
+        assert job.wait_progress(hook, base + 5) == base + 5
+        for dag in (CONSUMER, PRODUCER):
+            assert client.patch(f"/dags/{dag}", json={"is_paused": False}).status_code == 200
+
+        # Window 0 is one millisecond short of closed: the sensor defers and nothing runs downstream.
+        job.produce(base + MINUTE - 2)
+        _wait_for("the producer's sensor to defer", lambda: _deferred_producer_ti(client), 120)
+        time.sleep(5)
+        assert _consumer_runs(client, set(keys)) == []
+
+        # Kill the triggerer mid-wait and start a new one; the wait resumes from the database.
+        _restart_triggerer(stack)
+        job.produce(base + MINUTE - 1)  # closes window 0 (progress >= end - 1)
+        runs = _wait_for("the run for window 0", lambda: _consumer_runs(client, {keys[0]}), 240)
+        assert len(runs) == 1
+
+        job.produce(base + 3 * MINUTE - 1)  # closes windows 1 and 2 with one watermark step
+        _wait_for("runs for windows 1 and 2", lambda: len(_consumer_runs(client, set(keys))) >= 3, 180)
+        _wait_for("the consumer runs to finish",
+                  lambda: all(r["state"] == "success" for r in _consumer_runs(client, set(keys))), 180)
+        time.sleep(5)  # anything duplicated would show up by now
+        runs = _consumer_runs(client, set(keys) | {_iso(base + 3 * MINUTE)})
+        assert sorted(r["partition_key"] for r in runs) == keys, [(r["partition_key"], r["state"]) for r in runs]
+    finally:
+        client.patch(f"/dags/{PRODUCER}", json={"is_paused": True})
+        for run in hook.find_jobs_by_name(job.name):
+            if not run.state.is_terminal:
+                hook.cancel_job(run.job_id)
+        client.close()
