@@ -36,7 +36,8 @@ def get_provider_info() -> dict:
              "python-modules": ["airflow_rtml.hooks.flink", "airflow_rtml.hooks.flink_sql"]},
         ],
         "operators": [
-            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_rtml.operators.flink"]},
+            {"integration-name": "Apache Flink (REST)",
+             "python-modules": ["airflow_rtml.operators.flink", "airflow_rtml.operators.streams"]},
         ],
         "sensors": [
             {"integration-name": "Apache Flink (REST)",

@@ -140,3 +140,25 @@ def test_sensor_sync_path_raises_the_same_exceptions(job, hook):
     with pytest.raises(FlinkJobFailed, match="CANCELED"):
         StreamWatermarkSensor(task_id="s", job_id=job.job_id, target="2026-01-01T12:00:00Z", deferrable=False,
                               poll_interval=0.5).execute(ctx)
+
+
+def test_skew_check_reports_a_downstream_stream_ahead_of_its_upstream(stack, hook):
+    from airflow_rtml.operators.streams import StreamSkewCheckOperator, StreamSkewExceeded
+
+    upstream, downstream = start_event_time_job(stack), start_event_time_job(stack)
+    try:
+        upstream.produce(HOUR_END)
+        downstream.produce(HOUR_END + 90_000)
+        assert upstream.wait_progress(hook, HOUR_END) == HOUR_END
+        assert downstream.wait_progress(hook, HOUR_END + 90_000) == HOUR_END + 90_000
+        kw = {"upstream_job_name": upstream.name, "downstream_job_name": downstream.name}
+        with pytest.raises(StreamSkewExceeded, match="Feature-crossing risk") as err:
+            StreamSkewCheckOperator(task_id="skew", max_skew=timedelta(minutes=1), **kw).execute({})
+        assert err.value.skew_ms == 90_000
+        ok = StreamSkewCheckOperator(task_id="skew", max_skew=timedelta(minutes=2), **kw).execute({})
+        assert ok == {"upstream_ms": HOUR_END, "downstream_ms": HOUR_END + 90_000, "skew_ms": 90_000, "ok": True}
+        report = StreamSkewCheckOperator(task_id="skew", fail=False, **kw).execute({})
+        assert report["ok"] is False
+    finally:
+        for j in (upstream, downstream):
+            hook.cancel_job(j.job_id)
