@@ -22,7 +22,7 @@ from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.operators.flink import _default_deferrable
 from airflow_rtml.progress import Window, closed_windows, describe, threshold_for, window_of
 from airflow_rtml.triggers.flink import raise_for_event
-from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger
+from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger, wait_result
 
 
 def to_epoch_ms(value: Any) -> int:
@@ -91,6 +91,8 @@ class StreamWatermarkSensor(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("target", "job_name", "job_id", "vertex")
+    #: a deferred success ends the task in the triggerer (no resume on a worker); StreamWindowSensor resumes.
+    end_in_triggerer = True
 
     def __init__(
         self,
@@ -128,6 +130,7 @@ class StreamWatermarkSensor(BaseOperator):
             commit_aware=self.commit_aware,
             stall_timeout=self.stall_timeout.total_seconds() if self.stall_timeout else None,
             flink_conn_id=self.flink_conn_id, poll_interval=self.poll_interval, deadline=deadline,
+            end_task_on_success=self.deferrable and self.end_in_triggerer,
         )
 
     def execute(self, context: Context) -> dict:
@@ -141,7 +144,7 @@ class StreamWatermarkSensor(BaseOperator):
         """Raise the wait's exception for a failed event; return the crossing."""
         raise_for_event(event)
         self.log.info("%s", event["message"])
-        return {k: event.get(k) for k in ("stream", "job_id", "progress_ms", "threshold_ms", "checkpoint_id")}
+        return wait_result(event)
 
 
 def window_partition_key(window: Window) -> str:
@@ -174,6 +177,8 @@ class StreamWindowSensor(StreamWatermarkSensor):
     :param max_windows: most windows emitted by one run (a stream far ahead catches up over several runs).
     Other parameters as :class:`StreamWatermarkSensor` (``target`` is not used).
     """
+
+    end_in_triggerer = False  # it must resume: emitting the partitions happens in execute_complete
 
     def __init__(self, *, asset: Asset, window: timedelta, offset: timedelta = timedelta(0),
                  max_windows: int = 100, **kwargs: Any):

@@ -1,0 +1,156 @@
+"""The watermark wait's decisions on snapshots (pure), the trigger's serialization and shared-stream key, the
+deferred fast path, the skew rule and vertex selection. The same code runs against real Flink in
+tests/integration/test_watermark_trigger.py."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import pytest
+from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
+
+from airflow_rtml.exceptions import FlinkConfigurationError, FlinkJobFailed, StreamStalled
+from airflow_rtml.hooks.flink import JobDetail, JobState, Vertex
+from airflow_rtml.operators.streams import skew_ms
+from airflow_rtml.progress import END_OF_STREAM, NO_WATERMARK
+from airflow_rtml.triggers.flink import raise_for_event
+from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger, ProgressWait, pick_vertices, sink_vertices
+
+END = 1_767_265_200_000  # 2026-01-01T11:00:00Z
+
+
+def snap(at: float, progress: int | None, state: str | None = "RUNNING", **kw) -> dict:
+    base = {"at": at, "job_id": "j1", "state": state, "progress_ms": progress, "checkpoint_id": None,
+            "checkpoint_trigger_ms": None, "root_cause": None, "error": None, "error_kind": None}
+    return {**base, **kw}
+
+
+def wait(**kw) -> ProgressWait:
+    args = {"stream": "samples", "threshold_ms": END - 1, "commit_aware": False, "stall_timeout": None,
+            "deadline": None, "by_name": True, "now": 0.0}
+    return ProgressWait(**{**args, **kw})
+
+
+def test_boundary_end_minus_two_waits_end_minus_one_fires():
+    w = wait()
+    assert all(w.evaluate(snap(t, END - 2)) is None for t in range(10))
+    event = w.evaluate(snap(10, END - 1))
+    assert event["status"] == "success" and event["progress_ms"] == END - 1 and event["threshold_ms"] == END - 1
+
+
+def test_unknown_and_no_watermark_never_fire():
+    w = wait(threshold_ms=NO_WATERMARK + 1)
+    assert w.evaluate(snap(1, None)) is None
+    assert w.evaluate(snap(2, NO_WATERMARK)) is None
+
+
+def test_a_fired_crossing_is_not_undone_by_a_lower_value_after_failover():
+    w = wait(commit_aware=True)
+    assert w.evaluate(snap(1.0, END, checkpoint_trigger_ms=500)) is None  # crossed; old checkpoint only
+    assert w.evaluate(snap(2.0, END - 60_000, checkpoint_trigger_ms=900)) is None  # failover replays older data
+    event = w.evaluate(snap(3.0, END - 60_000, checkpoint_id=7, checkpoint_trigger_ms=2_500))
+    assert event["status"] == "success" and event["progress_ms"] == END and event["checkpoint_id"] == 7
+    assert event["crossed_at_ms"] == 1000 and event["checkpoint_trigger_ms"] > event["crossed_at_ms"]
+
+
+def test_commit_aware_ignores_a_checkpoint_triggered_before_the_crossing():
+    w = wait(commit_aware=True)
+    assert w.evaluate(snap(5.0, END, checkpoint_trigger_ms=4_999)) is None
+    assert w.evaluate(snap(6.0, END, checkpoint_trigger_ms=5_000)) is None  # not after: equal
+    assert w.evaluate(snap(7.0, END, checkpoint_trigger_ms=5_001))["status"] == "success"
+
+
+def test_failed_job_fails_at_once_with_root_cause_and_raises_job_failed():
+    event = wait().evaluate(snap(1, END - 5, state="FAILED", root_cause="java.io.IOException: disk full\n\tat x"))
+    assert event["reason"] == "job_failed"
+    with pytest.raises(FlinkJobFailed, match="disk full"):
+        raise_for_event(event)
+
+
+def test_stall_is_reported_after_the_timeout_and_only_while_running():
+    w = wait(stall_timeout=10)
+    assert w.evaluate(snap(0, END - 100)) is None
+    assert w.evaluate(snap(9, END - 100)) is None
+    assert w.evaluate(snap(9.5, None, state="RESTARTING")) is None
+    event = w.evaluate(snap(10, END - 100))
+    assert event["reason"] == "stalled" and "has not moved for 10s" in event["message"]
+    with pytest.raises(StreamStalled) as err:
+        raise_for_event(event)
+    assert err.value.stream == "samples" and err.value.progress_ms == END - 100
+
+
+def test_progress_that_moves_is_not_a_stall_and_an_ended_stream_never_stalls():
+    w = wait(stall_timeout=5)
+    assert all(w.evaluate(snap(t, END - 1000 + t)) is None for t in range(0, 20, 2))
+    ended = wait(stall_timeout=1, threshold_ms=END_OF_STREAM)
+    assert ended.evaluate(snap(0, END_OF_STREAM)) is not None  # END_OF_STREAM reaches every threshold
+
+
+def test_job_id_wait_fails_when_that_job_finished_but_a_name_wait_keeps_waiting():
+    assert wait(by_name=False).evaluate(snap(1, None, state="FINISHED"))["reason"] == "unexpected_state"
+    assert wait(by_name=True).evaluate(snap(1, None, state="FINISHED")) is None  # an upgrade in progress
+
+
+def test_deadline_and_transient_errors():
+    w = wait(deadline=100.0)
+    assert w.evaluate(snap(50, None, state=None, error="connection refused", error_kind="unreachable")) is None
+    event = w.evaluate(snap(100, None, state=None, error="connection refused", error_kind="unreachable"))
+    assert event["status"] == "timeout" and "connection refused" in event["message"]
+    assert wait().evaluate(snap(1, None, state=None, error="no job", error_kind="not_found"))["reason"] == \
+        "job_not_found"
+
+
+def test_serialize_round_trip_and_shared_key():
+    trig = FlinkWatermarkTrigger(threshold_ms=END - 1, job_name="samples", commit_aware=True, stall_timeout=60,
+                                 poll_interval=0.5, deadline=1.9e9, end_task_on_success=True)
+    path, kwargs = trig.serialize()
+    module, _, name = path.rpartition(".")
+    again = getattr(importlib.import_module(module), name)(**kwargs)
+    assert again.serialize() == (path, kwargs)
+    other_waiter = FlinkWatermarkTrigger(threshold_ms=END + 3_600_000, job_name="samples", commit_aware=True,
+                                         poll_interval=0.5, deadline=1.8e9)
+    assert other_waiter.shared_stream_key() == trig.shared_stream_key()  # same stream: one poll loop
+    assert FlinkWatermarkTrigger(threshold_ms=1, job_name="features", commit_aware=True,
+                                 poll_interval=0.5).shared_stream_key() != trig.shared_stream_key()
+    with pytest.raises(FlinkConfigurationError):
+        FlinkWatermarkTrigger(threshold_ms=1)
+
+
+async def _snapshots(*snaps):
+    for s in snaps:
+        yield s
+
+
+def _events(trigger: FlinkWatermarkTrigger, *snaps) -> list:
+    async def go():
+        return [e async for e in trigger.filter_shared_stream(_snapshots(*snaps))]
+
+    return asyncio.run(go())
+
+
+def test_filter_yields_one_event_and_the_fast_path_ends_the_task_in_the_triggerer():
+    plain = _events(FlinkWatermarkTrigger(threshold_ms=END - 1, job_name="s"), snap(1, END - 2), snap(2, END),
+                    snap(3, END + 1))
+    assert len(plain) == 1 and type(plain[0]) is TriggerEvent and plain[0].payload["status"] == "success"
+    fast = _events(FlinkWatermarkTrigger(threshold_ms=END - 1, job_name="s", end_task_on_success=True),
+                   snap(1, END))
+    assert isinstance(fast[0], TaskSuccessEvent) and fast[0].xcoms["return_value"]["progress_ms"] == END
+    failed = _events(FlinkWatermarkTrigger(threshold_ms=END - 1, job_name="s", end_task_on_success=True),
+                     snap(1, END - 9, state="CANCELED"))
+    assert type(failed[0]) is TriggerEvent and failed[0].payload["reason"] == "job_failed"  # resumes to raise
+
+
+def test_vertex_selection():
+    detail = JobDetail("j", "job", JobState.RUNNING, 0, (Vertex("a", "Source: events", 1, "RUNNING"),
+                                                         Vertex("b", "Window(TUMBLE) -> Sink: out", 1, "RUNNING")))
+    plan = {"nodes": [{"id": "a"}, {"id": "b", "inputs": [{"id": "a"}]}]}
+    assert sink_vertices(detail, plan) == ["b"]
+    assert pick_vertices(detail, plan, "Source") == ["a"]
+    with pytest.raises(FlinkConfigurationError, match="Window"):
+        pick_vertices(detail, plan, "Join")
+
+
+def test_skew():
+    assert skew_ms(1000, 4000) == 3000 and skew_ms(4000, 1000) == -3000
+    assert skew_ms(None, 1) is None and skew_ms(NO_WATERMARK, 5) is None
