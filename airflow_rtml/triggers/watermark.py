@@ -36,7 +36,16 @@ from airflow.triggers.base import BaseEventTrigger, TaskSuccessEvent, TriggerEve
 
 from airflow_rtml.exceptions import FlinkApiError, FlinkConfigurationError, FlinkConnectionError, FlinkJobNotFound
 from airflow_rtml.hooks.flink import FlinkRestHook, JobDetail, JobState, short_cause
-from airflow_rtml.progress import MonotoneProgress, StallDetector, combine, describe, parse_watermark
+from airflow_rtml.progress import (
+    NO_WATERMARK,
+    MonotoneProgress,
+    StallDetector,
+    closed_windows,
+    combine,
+    describe,
+    parse_watermark,
+    window_of,
+)
 from airflow_rtml.triggers.flink import EventStatus, FailureReason, make_event
 
 INPUT_WATERMARK = "currentInputWatermark"
@@ -296,7 +305,7 @@ class FlinkWatermarkTrigger(BaseEventTrigger):
     def poller(kwargs: dict[str, Any]) -> FlinkProgressPoller:
         return FlinkProgressPoller(
             flink_conn_id=kwargs["flink_conn_id"], job_name=kwargs["job_name"], job_id=kwargs["job_id"],
-            vertex=kwargs["vertex"], metric=kwargs["metric"], commit_aware=kwargs["commit_aware"],
+            vertex=kwargs["vertex"], metric=kwargs["metric"], commit_aware=kwargs.get("commit_aware", False),
             poll_interval=kwargs["poll_interval"],
         )
 
@@ -334,3 +343,97 @@ class FlinkWatermarkTrigger(BaseEventTrigger):
             async for event in events:
                 yield event
                 return
+
+
+class FlinkWindowEventTrigger(BaseEventTrigger):
+    """For an ``AssetWatcher``: one event per event-time window a Flink job closes, never repeated while the
+    condition stays true.
+
+    Payload: ``{"stream", "job_id", "window_start_ms", "window_end_ms", "window_start", "window_end",
+    "watermark_ms"}`` (Airflow stores it in the asset event's ``extra["payload"]``). The first window is the one
+    holding the job's progress when the watcher starts; the last fired window end is kept in the asset's state
+    store (Airflow 3.3), so a restarted triggerer resumes after it. Delivery across a triggerer crash is
+    at-least-once (the cursor is saved after the event is yielded); Airflow 3.3 does not attach partition keys
+    to watcher events, so for exactly-once runs per window use :class:`~airflow_rtml.sensors.watermark.StreamWindowSensor`
+    with a ``PartitionedAssetTimetable``. Shares the poll loop of :class:`FlinkWatermarkTrigger` waits on the
+    same job.
+
+    :param window_size_ms: tumbling window size; ``offset_ms`` / ``lateness_ms`` as in Flink.
+    Other parameters as :class:`FlinkWatermarkTrigger`.
+    """
+
+    CURSOR_KEY = "airflow_rtml.last_window_end_ms"
+
+    def __init__(
+        self,
+        *,
+        window_size_ms: int,
+        job_name: str | None = None,
+        job_id: str | None = None,
+        offset_ms: int = 0,
+        lateness_ms: int = 0,
+        vertex: str | None = None,
+        metric: str = INPUT_WATERMARK,
+        flink_conn_id: str = FlinkRestHook.default_conn_name,
+        poll_interval: float = 1.0,
+        stream: str | None = None,
+    ):
+        super().__init__()
+        if (job_name is None) == (job_id is None):
+            raise FlinkConfigurationError("FlinkWindowEventTrigger needs exactly one of job_name= or job_id=.")
+        self.window_size_ms, self.offset_ms, self.lateness_ms = int(window_size_ms), int(offset_ms), int(lateness_ms)
+        self.job_name, self.job_id, self.vertex, self.metric = job_name, job_id, vertex, metric
+        self.flink_conn_id, self.poll_interval = flink_conn_id, float(poll_interval)
+        self.stream = stream or job_name or job_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"window_size_ms": self.window_size_ms, "job_name": self.job_name, "job_id": self.job_id,
+             "offset_ms": self.offset_ms, "lateness_ms": self.lateness_ms, "vertex": self.vertex,
+             "metric": self.metric, "flink_conn_id": self.flink_conn_id, "poll_interval": self.poll_interval,
+             "stream": self.stream},
+        )
+
+    def shared_stream_key(self) -> Hashable:
+        return ("airflow_rtml.flink_progress", self.flink_conn_id, self.job_name, self.job_id, self.vertex,
+                self.metric, False, self.poll_interval)
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[dict]:
+        async with aclosing(FlinkWatermarkTrigger.poller({**kwargs, "commit_aware": False}).snapshots()) as snaps:
+            async for snap in snaps:
+                yield snap
+
+    async def _cursor(self) -> int | None:
+        if self.asset_state_store is None:
+            return None
+        value = await self.asset_state_store.aget(self.CURSOR_KEY)
+        return int(value) if value is not None else None
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[dict]) -> AsyncIterator[TriggerEvent]:
+        cursor = await self._cursor()
+        progress = MonotoneProgress()
+        async for snap in shared_stream:
+            if snap.get("error"):
+                self.log.warning("Stream %s: %s", self.stream, snap["error"])
+            progress.observe(snap.get("progress_ms"))
+            if progress.value is None or progress.value == NO_WATERMARK:
+                continue
+            if cursor is None:
+                cursor = window_of(progress.value, self.window_size_ms, self.offset_ms).start_ms
+            for window in closed_windows(progress.value, self.window_size_ms, after_end_ms=cursor,
+                                         offset_ms=self.offset_ms, lateness_ms=self.lateness_ms):
+                yield TriggerEvent({"stream": self.stream, "job_id": snap.get("job_id"),
+                                    "window_start_ms": window.start_ms, "window_end_ms": window.end_ms,
+                                    "window_start": window.to_dict()["start"], "window_end": window.to_dict()["end"],
+                                    "watermark_ms": progress.value})
+                cursor = window.end_ms
+                if self.asset_state_store is not None:
+                    await self.asset_state_store.aset(self.CURSOR_KEY, cursor)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async with aclosing(self.open_shared_stream(self.serialize()[1])) as stream, \
+                aclosing(self.filter_shared_stream(stream)) as events:
+            async for event in events:
+                yield event

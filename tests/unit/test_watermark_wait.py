@@ -154,3 +154,20 @@ def test_vertex_selection():
 def test_skew():
     assert skew_ms(1000, 4000) == 3000 and skew_ms(4000, 1000) == -3000
     assert skew_ms(None, 1) is None and skew_ms(NO_WATERMARK, 5) is None
+
+
+def test_window_event_trigger_fires_once_per_window_and_never_again_for_the_same_one():
+    from airflow_rtml.triggers.watermark import FlinkWindowEventTrigger
+
+    minute = 60_000
+    trig = FlinkWindowEventTrigger(window_size_ms=minute, job_name="s", lateness_ms=0, poll_interval=1.0)
+    path, kwargs = trig.serialize()
+    assert type(trig)(**kwargs).serialize() == (path, kwargs)
+    assert trig.shared_stream_key() == FlinkWatermarkTrigger(threshold_ms=1, job_name="s").shared_stream_key()
+    events = _events(trig, snap(1, None), snap(2, END + 5), snap(3, END + minute - 2), snap(4, END + minute - 1),
+                     snap(5, END + minute - 1), snap(6, END - 10 * minute),  # failover: lower value, no re-fire
+                     snap(7, END + 3 * minute - 1))
+    starts = [e.payload["window_start_ms"] for e in events]
+    assert starts == [END, END + minute, END + 2 * minute]  # the first window holds the first progress
+    assert events[0].payload["window_end"] == "2026-01-01T11:01:00.000Z"
+    assert events[0].payload["watermark_ms"] == END + minute - 1
