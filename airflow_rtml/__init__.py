@@ -45,7 +45,8 @@ def get_provider_info() -> dict:
         ],
         "triggers": [
             {"integration-name": "Apache Flink (REST)",
-             "python-modules": ["airflow_rtml.triggers.flink", "airflow_rtml.triggers.watermark"]},
+             "python-modules": ["airflow_rtml.triggers.flink", "airflow_rtml.triggers.watermark",
+                                "airflow_rtml.triggers.kafka"]},
         ],
         "extra-links": ["airflow_rtml.operators.flink.FlinkJobLink"],
         "connection-types": [

@@ -86,3 +86,11 @@ class StreamStalled(RtmlError):
         super().__init__(message)
         self.stream = stream
         self.progress_ms = progress_ms
+
+
+class KafkaConfigurationError(RtmlError):
+    """A ``kafka`` connection or a Kafka progress argument is invalid (e.g. an extra outside the allow-list)."""
+
+
+class KafkaPublishError(RtmlError):
+    """A progress signal was not acknowledged by the Kafka broker in time; it may or may not have been written."""

@@ -1,4 +1,4 @@
-"""The ``rtml`` command line: ``rtml local install | up | status | down | env``."""
+"""The ``rtml`` command line: ``rtml local install | up | status | down | env``; ``rtml progress relay | publish``."""
 
 from __future__ import annotations
 
@@ -75,6 +75,52 @@ def _cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signal_line(topic: str):
+    from airflow_rtml.progress import describe
+
+    progress = _progress_printer()
+
+    def line(signal) -> None:
+        final = " final" if signal.final else ""
+        progress(f"published {signal.stream} = {describe(signal.watermark_ms)} ({signal.watermark_ms}) "
+                 f"from {signal.source}{final} to {topic}")
+
+    return line
+
+
+def _cmd_relay(args: argparse.Namespace) -> int:
+    from airflow_rtml.progress_relay import relay
+
+    published = relay(
+        job_name=args.job_name, stream=args.stream, topic=args.topic, source=args.source or f"flink:{args.job_name}",
+        base_url=args.flink_url, bootstrap_servers=args.bootstrap, vertex=args.vertex, interval=args.interval,
+        once=args.once, final_on_finish=args.final_on_finish, on_publish=_signal_line(args.topic),
+    )
+    if not published:
+        print(f"rtml: job {args.job_name!r} reports no progress yet; nothing published", file=sys.stderr)
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from airflow_rtml.progress import ProgressParseError, ProgressSignal, parse_watermark
+    from airflow_rtml.progress_relay import kafka_config, make_producer, publish
+
+    watermark = parse_watermark(args.watermark_ms, origin="--watermark-ms")
+    if watermark is None:
+        raise ProgressParseError("--watermark-ms is empty. To fix this, pass epoch milliseconds.")
+    signal = ProgressSignal(args.stream, watermark, args.source, int(time.time() * 1000), args.final)
+    publish(make_producer(kafka_config(bootstrap_servers=args.bootstrap)), args.topic, signal)
+    _signal_line(args.topic)(signal)
+    return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtml", description="airflow-rtml command line.")
     sub = parser.add_subparsers(dest="group", required=True)
@@ -90,18 +136,41 @@ def build_parser() -> argparse.ArgumentParser:
     lsub.add_parser("status", help="state, PID and memory of each service (exit 1 unless all healthy)")
     lsub.add_parser("down", help="stop exactly the processes this stack started; data is kept")
     lsub.add_parser("env", help="print `export` lines that point the airflow CLI at the local stack")
+
+    prog = sub.add_parser("progress", help="publish stream progress signals to a Kafka progress topic",
+                          description="Signals are read by KafkaWatermarkTrigger (airflow_rtml.triggers.kafka).")
+    psub = prog.add_subparsers(dest="command", required=True)
+    rel = psub.add_parser("relay", help="publish a Flink job's progress whenever it advances (and every 30 s)")
+    rel.add_argument("--job-name", required=True, help="the Flink job's name (followed across upgrades)")
+    rel.add_argument("--vertex", help="vertex id or part of its name whose input watermark is the progress")
+    rel.add_argument("--flink-url", default="http://127.0.0.1:8081", help="JobManager REST URL")
+    rel.add_argument("--source", help="this producer's name (default flink:<job-name>)")
+    rel.add_argument("--interval", type=_positive, default=1.0, help="seconds between polls (default 1)")
+    rel.add_argument("--once", action="store_true", help="publish the current progress once and exit")
+    rel.add_argument("--final-on-finish", action="store_true",
+                     help="any FINISHED run ends the stream (bounded jobs; not for jobs upgraded by savepoint)")
+    pub = psub.add_parser("publish", help="publish one progress signal (for producers outside Flink)")
+    pub.add_argument("--watermark-ms", required=True, help="progress reached, epoch milliseconds")
+    pub.add_argument("--source", required=True, help="this producer's name")
+    pub.add_argument("--final", action="store_true", help="this producer ended; it no longer holds the stream back")
+    for p in (rel, pub):
+        p.add_argument("--stream", required=True, help="the stream name")
+        p.add_argument("--topic", required=True, help="the progress topic")
+        p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"install": _cmd_install, "up": _cmd_up, "status": _cmd_status, "down": _cmd_down, "env": _cmd_env}
+    handlers = {"install": _cmd_install, "up": _cmd_up, "status": _cmd_status, "down": _cmd_down, "env": _cmd_env,
+                "relay": _cmd_relay, "publish": _cmd_publish}
+    from airflow_rtml.exceptions import RtmlError
     from airflow_rtml.local.install import InstallError
     from airflow_rtml.local.stack import StackError
 
     try:
         return handlers[args.command](args)
-    except (StackError, InstallError, FileNotFoundError) as exc:
+    except (StackError, InstallError, FileNotFoundError, RtmlError) as exc:
         print(f"rtml: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
