@@ -135,7 +135,7 @@ def _flink_conf_yaml(cfg: StackConfig) -> str:
         "taskmanager": {
             "bind-host": HOST,
             "host": HOST,
-            "numberOfTaskSlots": 4,
+            "numberOfTaskSlots": 8,
             "memory": {"process": {"size": "2048m"}},
         },
         "parallelism": {"default": 1},
@@ -214,7 +214,7 @@ class FlinkJobManager(_FlinkProcess):
 
 
 class FlinkTaskManager(_FlinkProcess):
-    """Flink TaskManager with 4 slots, registered with the local JobManager."""
+    """Flink TaskManager with 8 slots, registered with the local JobManager."""
 
     name = "flink-taskmanager"
     role = "taskmanager"
