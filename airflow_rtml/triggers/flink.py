@@ -160,8 +160,10 @@ class FlinkPollingTrigger(BaseTrigger):
         raise NotImplementedError
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        async for event in self.poll_until_done(FlinkRestHook(self.flink_conn_id)):
-            yield event
+        hook = FlinkRestHook(self.flink_conn_id)
+        async with hook.a_session():  # one connection pool for the whole wait
+            async for event in self.poll_until_done(hook):
+                yield event
 
     def run_blocking(self, hook: FlinkRestHook) -> dict:
         """The same poll loop on a worker (the sync path of the operators): return the terminal payload.
@@ -171,8 +173,9 @@ class FlinkPollingTrigger(BaseTrigger):
         """
 
         async def first() -> dict:
-            async for event in self.poll_until_done(hook):
-                return event.payload
+            async with hook.a_session():
+                async for event in self.poll_until_done(hook):
+                    return event.payload
             raise RuntimeError("poll_until_done ended without an event")  # pragma: no cover - it never does
 
         return asyncio.run(first())

@@ -27,15 +27,17 @@ absolute ``deadline``, which survives triggerer restarts. Not guaranteed: the me
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from contextlib import aclosing
+import weakref
 from collections.abc import AsyncIterator, Hashable
+from contextlib import aclosing
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_rtml.exceptions import FlinkApiError, FlinkConfigurationError, FlinkConnectionError, FlinkJobNotFound
-from airflow_rtml.hooks.flink import FlinkRestHook, JobDetail, JobState, short_cause
+from airflow_rtml.hooks.flink import FlinkRestHook, JobDetail, JobOverview, JobState, short_cause
 from airflow_rtml.progress import (
     NO_WATERMARK,
     MonotoneProgress,
@@ -49,6 +51,7 @@ from airflow_rtml.progress import (
 from airflow_rtml.triggers.flink import EventStatus, FailureReason, make_event
 
 INPUT_WATERMARK = "currentInputWatermark"
+log = logging.getLogger(__name__)
 
 
 def sink_vertices(detail: JobDetail, plan: dict) -> list[str]:
@@ -72,13 +75,49 @@ def pick_vertices(detail: JobDetail, plan: dict, vertex: str | None) -> list[str
     return matches
 
 
+class JobsOverviewCache:
+    """One ``GET /jobs/overview`` per connection per ``max_age``, shared by every poll loop of an event loop (the
+    triggerer's): the job states of all streams on a cluster cost one request per poll interval, not one per
+    job. Concurrent callers await the same in-flight request."""
+
+    def __init__(self) -> None:
+        # Per event loop (futures belong to one loop); a finished loop's entries go with it.
+        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    async def get(self, hook: FlinkRestHook, max_age: float) -> list[JobOverview]:
+        loop = asyncio.get_running_loop()
+        fresh, inflight = self._per_loop.setdefault(loop, ({}, {}))
+        key = hook.conn_id
+        if key in fresh and time.monotonic() - fresh[key][0] < max_age:
+            return fresh[key][1]
+        if key in inflight:
+            return await asyncio.shield(inflight[key])
+        future = inflight[key] = loop.create_future()
+        try:
+            jobs = await hook.a_list_jobs()
+            fresh[key] = (time.monotonic(), jobs)
+            future.set_result(jobs)
+            return jobs
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            del inflight[key]
+
+
+JOBS_OVERVIEW = JobsOverviewCache()
+
+
 class FlinkProgressPoller:
     """The shared poll loop of one Flink stream: yields a snapshot (plain dict) every ``poll_interval``.
 
     Snapshot: ``{"at": epoch s, "job_id", "state", "progress_ms", "checkpoint_id", "checkpoint_trigger_ms",
     "root_cause", "error", "error_kind": None | "unreachable" | "not_found" | "api" | "config"}``.
-    Per poll of a RUNNING job: job detail + one watermark call per picked vertex (+ checkpoints when
-    commit-aware); the overview is read only to resolve a job name, the plan once per job id.
+    Requests per poll of a RUNNING job: one watermark call per picked vertex (+ checkpoints when commit-aware);
+    the job's state comes from the process-wide :data:`JOBS_OVERVIEW` (one request per cluster per interval,
+    whatever the number of streams); detail and plan once per job id; the root cause only on failure.
+    An unreachable JobManager is logged once per stream, not once per waiter.
     """
 
     def __init__(self, *, flink_conn_id: str, job_name: str | None, job_id: str | None, vertex: str | None,
@@ -88,7 +127,7 @@ class FlinkProgressPoller:
         self.commit_aware, self.poll_interval = commit_aware, poll_interval
         self._job_id: str | None = job_id
         self._vertices: dict[str, list[str]] = {}
-        self.requests = 0
+        self._last_error: str | None = None
 
     async def snapshots(self) -> AsyncIterator[dict]:
         async with self.hook.a_session():
@@ -111,30 +150,41 @@ class FlinkProgressPoller:
             snap.update(error=str(exc), error_kind="unreachable" if transient else "api")
         except FlinkConfigurationError as exc:
             snap.update(error=str(exc), error_kind="config")
+        if snap["error_kind"] == "unreachable" and snap["error"] != self._last_error:
+            log.warning("Stream %s: Flink not reachable, retrying until each waiter's deadline: %s",
+                        self.job_name or self.fixed_job_id, snap["error"])
+        self._last_error = snap["error"]
         return snap
 
     async def _poll(self, snap: dict) -> None:
+        jobs = await JOBS_OVERVIEW.get(self.hook, max_age=self.poll_interval * 0.9)
         if self.fixed_job_id is None and self._job_id is None:
-            self._job_id = await self._resolve_name()
+            self._job_id = self._resolve_name(jobs)
         snap["job_id"] = self._job_id
-        self.requests += 1
-        detail = await self.hook.a_get_job(self._job_id)
-        snap["state"] = detail.state.value
-        if detail.state.is_failure:
-            self.requests += 1
-            snap["root_cause"] = await self.hook.a_get_root_cause(self._job_id)
-        if detail.state.is_terminal and self.fixed_job_id is None:
+        job = next((j for j in jobs if j.job_id == self._job_id), None)
+        if job is None:
+            raise FlinkJobNotFound(
+                f"Flink has no job {self._job_id}. To fix this, check the job id (it changes on every submit: wait "
+                "on the job's name instead) or whether the job's history expired.", job_id=self._job_id,
+            )
+        snap["state"] = job.state.value
+        if job.state.is_failure:
+            for _ in range(20):  # the overview reports FAILED before the archived exception history exists
+                snap["root_cause"] = await self.hook.a_get_root_cause(self._job_id)
+                if snap["root_cause"]:
+                    break
+                await asyncio.sleep(0.25)
+        if job.state.is_terminal and self.fixed_job_id is None:
             self._job_id = None  # by name: the next poll looks for a newer job of that name (an upgrade)
             return
-        if detail.state is not JobState.RUNNING:
+        if job.state is not JobState.RUNNING:
             return
         if self._job_id not in self._vertices:
-            self.requests += 1
+            detail = await self.hook.a_get_job(self._job_id)
             plan = await self.hook.a_get_job_plan(self._job_id)
             self._vertices = {self._job_id: pick_vertices(detail, plan, self.vertex)}
         parts: list[int | None] = []
         for vertex_id in self._vertices[self._job_id]:
-            self.requests += 1
             if self.metric == INPUT_WATERMARK:
                 values = await self.hook.a_get_vertex_watermarks(self._job_id, vertex_id)
                 per_subtask = [parse_watermark(v, origin=f"Flink metric {k!r}") for k, v in values.items()
@@ -145,13 +195,11 @@ class FlinkProgressPoller:
                 parts.append(parse_watermark(agg.get(self.metric), origin=f"Flink metric {self.metric!r}"))
         snap["progress_ms"] = combine(parts)
         if self.commit_aware:
-            self.requests += 1
             cp = await self.hook.a_get_checkpoints(self._job_id)
             snap["checkpoint_id"], snap["checkpoint_trigger_ms"] = cp.latest_completed_id, cp.latest_completed_trigger_ms
 
-    async def _resolve_name(self) -> str:
-        self.requests += 1
-        jobs = [j for j in await self.hook.a_list_jobs() if j.name == self.job_name]
+    def _resolve_name(self, all_jobs: list[JobOverview]) -> str:
+        jobs = [j for j in all_jobs if j.name == self.job_name]
         if not jobs:
             raise FlinkJobNotFound(
                 f"No Flink job is named {self.job_name!r}. To fix this, check the name (the job's pipeline.name) "
@@ -323,9 +371,6 @@ class FlinkWatermarkTrigger(BaseEventTrigger):
     async def filter_shared_stream(self, shared_stream: AsyncIterator[dict]) -> AsyncIterator[TriggerEvent]:
         wait = self.new_wait()
         async for snap in shared_stream:
-            if snap.get("error_kind") == "unreachable":
-                self.log.warning("Stream %s: Flink not reachable, retrying until the deadline: %s",
-                                 self.stream, snap["error"])
             event = wait.evaluate(snap)
             if event is None:
                 continue
@@ -415,8 +460,6 @@ class FlinkWindowEventTrigger(BaseEventTrigger):
         cursor = await self._cursor()
         progress = MonotoneProgress()
         async for snap in shared_stream:
-            if snap.get("error"):
-                self.log.warning("Stream %s: %s", self.stream, snap["error"])
             progress.observe(snap.get("progress_ms"))
             if progress.value is None or progress.value == NO_WATERMARK:
                 continue
