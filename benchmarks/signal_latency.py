@@ -106,11 +106,11 @@ def main() -> int:
         for i in range(args.crossings):
             target = base + (i + 1) * MINUTE
             run = af.trigger(OURS, {"job_name": job.name, "target_ms": target})
-            wait_for("the sensor to defer", lambda: af.ti(OURS, run, "wait").get("state") == "deferred", 120)
+            wait_for("the sensor to defer", lambda r=run: af.ti(OURS, r, "wait").get("state") == "deferred", 120)
             time.sleep(1.5)  # the trigger is polling
             t0 = time.time()
             job.produce(target - 1)
-            start = wait_for("downstream to start", lambda: ts(af.ti(OURS, run, "downstream").get("start_date")),
+            start = wait_for("downstream to start", lambda r=run: ts(af.ti(OURS, r, "downstream").get("start_date")),
                              120, 0.1)
             ours.append(start - t0)
             log(f"ours  {i + 1:2d}/{args.crossings}: crossing → downstream running {start - t0:5.2f}s")
@@ -120,7 +120,7 @@ def main() -> int:
         wait_for("the peer sensors to poke once",
                  lambda: all(af.ti(PEER, r, "wait").get("state") == "up_for_reschedule" for r in runs), 180, 1)
         crossed: dict[str, float] = {}
-        for run, target in zip(runs, targets):
+        for run, target in zip(runs, targets, strict=True):
             crossed[run] = time.time()
             job.produce(target - 1)
             time.sleep(60 / args.peer_crossings)  # crossings spread over one poke interval
