@@ -23,6 +23,12 @@ class Chain:
     feature_window_minutes: int = 10
 
     @property
+    def samples_delay_seconds(self) -> int:
+        """Watermark delay of jobs reading the samples topic: a sample labelled 0 is written only once its
+        attribution window has passed, so samples arrive up to that much (plus lateness) out of order."""
+        return self.attribution_minutes * 60 + 2 * self.lateness_seconds
+
+    @property
     def topics(self) -> dict[str, str]:
         names = ("impressions", "clicks", "samples", "dead_letter", "late", "user_features", "item_features",
                  "training_samples", "evaluation")
@@ -37,7 +43,8 @@ class Chain:
     def sql(self, job: str, jobs_dir: str | Path) -> str:
         """The job's SQL with every placeholder filled."""
         text = (Path(jobs_dir) / f"{job}.sql").read_text()
-        values = {**asdict(self), **{f"{k}_topic": v for k, v in self.topics.items()}, "job_name": self.jobs[job]}
+        values = {**asdict(self), **{f"{k}_topic": v for k, v in self.topics.items()}, "job_name": self.jobs[job],
+                  "samples_delay_seconds": self.samples_delay_seconds}
         return text.format(**values)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
+from pathlib import Path
 
 from airflow_rtml.local.config import StackConfig
 
@@ -121,6 +123,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from airflow_rtml.demo.run import print_summary, run_demo
+
+    summary = run_demo(hours=args.hours, keep=args.keep, speedup=args.speedup, seed=args.seed,
+                       progress=_progress_printer())
+    print_summary(summary)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtml", description="airflow-rtml command line.")
     sub = parser.add_subparsers(dest="group", required=True)
@@ -157,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--stream", required=True, help="the stream name")
         p.add_argument("--topic", required=True, help="the progress topic")
         p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
+
+    demo = sub.add_parser("demo", help="run the real-time ML chain end to end on the local stack",
+                          description="Starts the stack and the chain, plays the synthetic source, prints a summary.")
+    demo.add_argument("--hours", type=int, default=3, help="event-time hours to run (default 3)")
+    demo.add_argument("--speedup", type=_positive, default=60.0,
+                      help="event-time seconds per wall-clock second (default 60: one hour per minute)")
+    demo.add_argument("--seed", type=int, default=7, help="the synthetic source's seed")
+    demo.add_argument("--keep", action="store_true", help="leave the stack and the chain running for exploring")
+    demo.add_argument("--json", help="also write the summary as JSON to this file")
     return parser
 
 
@@ -164,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"install": _cmd_install, "up": _cmd_up, "status": _cmd_status, "down": _cmd_down, "env": _cmd_env,
                 "relay": _cmd_relay, "publish": _cmd_publish}
+    if args.group == "demo":
+        handlers = {None: _cmd_demo}
+        args.command = None
     from airflow_rtml.exceptions import RtmlError
     from airflow_rtml.local.install import InstallError
     from airflow_rtml.local.stack import StackError

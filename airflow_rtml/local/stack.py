@@ -430,6 +430,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         ),
         "RTML_FLINK_KAFKA_CONNECTOR_JAR": str(cfg.kafka_connector_jar),
         "RTML_FLINK_PYTHON_JAR": str(cfg.flink_python_jar),
+        "RTML_DEMO_DIR": str(cfg.home / "demo"),
     }
 
 
@@ -499,16 +500,19 @@ class LocalStack:
         return None
 
     def stack_processes(self) -> list[psutil.Process]:
-        """Every live process carrying this stack's marker (services and all their descendants)."""
+        """Every live process carrying this stack's marker, and their descendants (some Airflow children, such
+        as a triggerer's log server, start with a cleaned environment)."""
         home = str(self.cfg.home)
-        found = []
+        found: dict[int, psutil.Process] = {}
         for proc in psutil.process_iter():
             try:
                 if proc.pid != os.getpid() and proc.environ().get(MARKER) == home:
-                    found.append(proc)
+                    found[proc.pid] = proc
+                    found.update((c.pid, c) for c in proc.children(recursive=True))
             except (psutil.Error, OSError):
                 continue
-        return found
+        found.pop(os.getpid(), None)
+        return list(found.values())
 
     # --- up ---
     def up(self, install: bool = True) -> list[Service]:

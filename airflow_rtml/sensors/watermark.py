@@ -175,19 +175,24 @@ class StreamWindowSensor(StreamWatermarkSensor):
     :param window: window size (tumbling, aligned to the epoch plus ``offset``, as in Flink).
     :param offset: window offset.
     :param max_windows: most windows emitted by one run (a stream far ahead catches up over several runs).
+    :param start: event time of the first window to emit for a new stream (templated); default: the window
+        holding the stream's progress when it first reports one.
     Other parameters as :class:`StreamWatermarkSensor` (``target`` is not used).
     """
 
     end_in_triggerer = False  # it must resume: emitting the partitions happens in execute_complete
 
+    template_fields: Sequence[str] = (*StreamWatermarkSensor.template_fields, "start")
+
     def __init__(self, *, asset: Asset, window: timedelta, offset: timedelta = timedelta(0),
-                 max_windows: int = 100, **kwargs: Any):
+                 max_windows: int = 100, start: Any = None, **kwargs: Any):
         kwargs.setdefault("inlets", [asset])
         kwargs.setdefault("outlets", [asset])
         super().__init__(target=None, **kwargs)
         if window <= timedelta(0):
             raise FlinkConfigurationError(f"{self.task_id}: window must be positive.")
         self.asset, self.window, self.offset, self.max_windows = asset, window, offset, max_windows
+        self.start = start
 
     @property
     def _size_ms(self) -> int:
@@ -208,12 +213,15 @@ class StreamWindowSensor(StreamWatermarkSensor):
     def execute(self, context: Context) -> dict:
         cursor = self._cursor(context)
         deadline = time.time() + self.wait_timeout.total_seconds()
+        offset_ms = int(self.offset.total_seconds() * 1000)
+        if cursor is None and self.start not in (None, ""):
+            cursor = window_of(to_epoch_ms(self.start), self._size_ms, offset_ms).start_ms
         if cursor is None:
             # First run for this stream: start at the window holding its first known progress.
             self.target = 0
             first = run_trigger_blocking(self.trigger(deadline), FlinkRestHook(self.flink_conn_id))
             raise_for_event(first)
-            cursor = window_of(first["progress_ms"], self._size_ms, int(self.offset.total_seconds() * 1000)).start_ms
+            cursor = window_of(first["progress_ms"], self._size_ms, offset_ms).start_ms
         self.target = cursor + self._size_ms
         self.log.info("Stream %s: waiting for window %s to close", self._stream,
                       window_partition_key(Window(cursor, cursor + self._size_ms)))

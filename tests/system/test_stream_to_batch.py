@@ -59,6 +59,7 @@ def _restart_triggerer(stack) -> subprocess.Popen:
     victims = [p for p in stack.stack_processes()
                if "triggerer" in " ".join(p.cmdline()) and "airflow" in " ".join(p.cmdline())]
     assert victims, "no running triggerer found"
+    victims += [c for p in victims for c in p.children(recursive=True)]  # its log server would keep port 8794
     for p in victims:
         os.kill(p.pid, signal.SIGKILL)
     psutil.wait_procs(victims, timeout=10)

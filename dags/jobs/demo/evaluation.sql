@@ -2,7 +2,7 @@
 CREATE TEMPORARY TABLE samples_in (
     imp_id STRING, `user` STRING, item STRING, bucket STRING, ts_ms BIGINT, label INT,
     ts AS TO_TIMESTAMP_LTZ(ts_ms, 3),
-    WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND
+    WATERMARK FOR ts AS ts - INTERVAL '{samples_delay_seconds}' SECOND(3)
 ) WITH ('connector' = 'kafka', 'topic' = '{samples_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
 

@@ -1,7 +1,8 @@
 -- Label join: impressions LEFT interval-joined with clicks inside the attribution window -> raw samples.
 -- A sample's label is 1 if a click came within {attribution_minutes} minutes (event time), 0 once that window
--- has passed. Malformed records of either topic go to the dead-letter topic; impressions that arrive behind the
--- watermark (later than the allowed lateness) go to the late topic. Nothing is dropped silently.
+-- has passed. Malformed records of either topic go to the dead-letter topic. An impression arriving more than the
+-- allowed lateness behind the highest event time seen before it is late: it is written to the late topic (counted)
+-- and still labelled (not lost). Nothing is dropped silently.
 CREATE TEMPORARY TABLE impressions_raw (
     line STRING,
     imp_id AS JSON_VALUE(line, '$.imp_id'),
@@ -10,7 +11,8 @@ CREATE TEMPORARY TABLE impressions_raw (
     bucket AS JSON_VALUE(line, '$.bucket'),
     ts_ms AS TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT),
     ts AS TO_TIMESTAMP_LTZ(COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0), 3),
-    WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND
+    arrival AS PROCTIME(),
+    WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND(3)
 ) WITH ('connector' = 'kafka', 'topic' = '{impressions_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'raw');
 
@@ -19,7 +21,7 @@ CREATE TEMPORARY TABLE clicks_raw (
     imp_id AS JSON_VALUE(line, '$.imp_id'),
     ts_ms AS TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT),
     ts AS TO_TIMESTAMP_LTZ(COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0), 3),
-    WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND
+    WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND(3)
 ) WITH ('connector' = 'kafka', 'topic' = '{clicks_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'raw');
 
@@ -37,8 +39,7 @@ WITH ('connector' = 'kafka', 'topic' = '{late_topic}', 'properties.bootstrap.ser
       'format' = 'json');
 
 CREATE TEMPORARY VIEW impressions AS
-SELECT imp_id, `user`, item, bucket, ts_ms, ts,
-       ts < CURRENT_WATERMARK(ts) AS is_late,
+SELECT imp_id, `user`, item, bucket, ts_ms, ts, arrival,
        imp_id IS NOT NULL AND `user` IS NOT NULL AND item IS NOT NULL AND ts_ms IS NOT NULL
            AND bucket IN ('control', 'treatment') AS is_valid,
        line
@@ -53,11 +54,14 @@ INSERT INTO dead_letter
     UNION ALL
     SELECT '{clicks_topic}', line FROM clicks WHERE NOT is_valid;
 INSERT INTO late_events
-    SELECT '{impressions_topic}', imp_id, ts_ms
-    FROM impressions WHERE is_valid AND is_late IS TRUE;
+    SELECT '{impressions_topic}', imp_id, ts_ms FROM (
+        SELECT imp_id, ts_ms,
+               MAX(ts_ms) OVER (ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS seen_max_ms
+        FROM impressions WHERE is_valid)
+    WHERE ts_ms < seen_max_ms - {lateness_seconds} * 1000;
 INSERT INTO samples
     SELECT i.imp_id, i.`user`, i.item, i.bucket, i.ts_ms, CASE WHEN c.imp_id IS NULL THEN 0 ELSE 1 END
-    FROM (SELECT * FROM impressions WHERE is_valid AND is_late IS NOT TRUE) i
+    FROM (SELECT * FROM impressions WHERE is_valid) i
     LEFT JOIN (SELECT * FROM clicks WHERE is_valid) c
     ON i.imp_id = c.imp_id AND c.ts > i.ts AND c.ts <= i.ts + INTERVAL '{attribution_minutes}' MINUTE;
 END;

@@ -1,0 +1,231 @@
+"""``rtml demo``: the real-time ML chain end to end on the embedded stack.
+
+Brings the stack up, points the demo DAGs at a fresh chain (Airflow Variable ``rtml_demo``), starts the four
+Flink jobs through ``rtml_demo_streams``, plays the synthetic impression/click source on an accelerated
+event-time clock, shows progress (watermark per stream, hours trained) and prints a summary checked against the
+source's ground truth. Without ``--keep`` it stops what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import httpx
+
+from airflow_rtml.demo.chain import Chain
+from airflow_rtml.demo.training import HOUR_MS, read_topic
+from airflow_rtml.exceptions import RtmlError
+from airflow_rtml.local.stack import LocalStack
+from airflow_rtml.progress import describe
+
+DAGS = ("rtml_demo_streams", "rtml_demo_sample_hours", "rtml_demo_train_hourly", "rtml_demo_eval_hours",
+        "rtml_demo_evaluate_hourly")
+CONTINUOUS = ("rtml_demo_sample_hours", "rtml_demo_eval_hours")
+
+
+class AirflowApi:
+    """The few calls of Airflow's REST API (v2) the demo needs."""
+
+    def __init__(self, url: str):
+        self.c = httpx.Client(base_url=f"{url}/api/v2", timeout=30)
+
+    def set_variable(self, key: str, value: dict) -> None:
+        self.c.delete(f"/variables/{key}")
+        self.c.post("/variables", json={"key": key, "value": json.dumps(value)}).raise_for_status()
+
+    def wait_parsed(self, dags: tuple[str, ...], timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(self.c.get(f"/dags/{d}").status_code == 200 for d in dags):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DAGs {dags} not parsed within {timeout:.0f}s: {self.c.get('/importErrors').json()}")
+            time.sleep(2)
+
+    def pause(self, dag: str, paused: bool) -> None:
+        self.c.patch(f"/dags/{dag}", json={"is_paused": paused}).raise_for_status()
+
+    def trigger(self, dag: str) -> str:
+        run_id = f"rtml-demo-{time.time_ns()}"
+        self.c.post(f"/dags/{dag}/dagRuns", json={"dag_run_id": run_id, "logical_date": None}).raise_for_status()
+        return run_id
+
+    def partition_runs(self, dag: str, keys: set[str], since_iso: str) -> list[dict]:
+        """Successful runs of ``dag`` for these partition keys, created since ``since_iso`` (this demo's)."""
+        runs = self.c.get(f"/dags/{dag}/dagRuns", params={"limit": 200, "run_after_gte": since_iso}).json()
+        return [r for r in runs.get("dag_runs", []) if r["state"] == "success" and r.get("partition_key") in keys]
+
+    def failed_tasks(self, dag: str, run_id: str) -> list[str]:
+        tis = self.c.get(f"/dags/{dag}/dagRuns/{run_id}/taskInstances").json().get("task_instances", [])
+        return [t["task_id"] for t in tis if t["state"] == "failed"]
+
+    def run_state(self, dag: str, run_id: str) -> str:
+        return self.c.get(f"/dags/{dag}/dagRuns/{run_id}").json().get("state", "?")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def feature_violations(training: list[dict], samples: list[dict], window_ms: int) -> dict[str, int]:
+    """Check point-in-time correctness against a recomputation from the labelled samples.
+
+    ``future``: a feature version later than the sample's event time (leakage). ``stale``: not the latest
+    version at or before the sample's time (a missed update).
+    """
+    versions: dict[tuple[str, str], set[int]] = {}
+    for s in samples:
+        end = (s["ts_ms"] // window_ms + 1) * window_ms
+        versions.setdefault(("user", s["user"]), set()).add(end)
+        versions.setdefault(("item", s["item"]), set()).add(end)
+    future = stale = 0
+    for t in {r["imp_id"]: r for r in training}.values():
+        for kind in ("user", "item"):
+            got = t.get(f"{kind}_version_ms")
+            expected = max((v for v in versions.get((kind, t[kind]), ()) if v <= t["ts_ms"]), default=None)
+            if got is not None and got > t["ts_ms"]:
+                future += 1
+            elif got != expected:
+                stale += 1
+    return {"future": future, "stale": stale, "checked": len(training)}
+
+
+def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: int = 7,
+             progress: Callable[[str], None] = print, timeout_s: float | None = None) -> dict:
+    """Run the chain for ``hours`` event-time hours; return the summary (also printed by the CLI)."""
+    from airflow_rtml.demo.source import DemoConfig, ledger_summary, run_source
+
+    stack = LocalStack(progress=lambda m: progress(f"  {m}"))
+    progress("[demo] bringing the local stack up")
+    started = stack.up()
+    tag = time.strftime("%m%d%H%M%S")
+    chain = Chain(prefix=f"rtml.demo.{tag}", job_prefix=f"rtml-demo-{tag}", bootstrap=stack.cfg.kafka_bootstrap)
+    source_cfg = replace(DemoConfig(seed=seed, speedup=speedup), impressions_topic=chain.topics["impressions"],
+                         clicks_topic=chain.topics["clicks"])
+    api = AirflowApi(stack.cfg.airflow_url)
+    api.set_variable("rtml_demo", {"prefix": chain.prefix, "job_prefix": chain.job_prefix,
+                                   "bootstrap": chain.bootstrap, "start_ms": source_cfg.start_ms})
+    api.wait_parsed(DAGS)
+    for dag in DAGS:
+        api.pause(dag, False)
+    streams_run = api.trigger("rtml_demo_streams")
+    progress(f"[demo] chain {chain.job_prefix}: starting its Flink jobs (DAG rtml_demo_streams) and the source "
+             f"({hours} event-time hours at {speedup:.0f}x)")
+
+    hour_keys = {_iso(source_cfg.start_ms + h * HOUR_MS) for h in range(hours)}
+    since = datetime.now(timezone.utc).isoformat()
+    ledgers: list = []
+    source = threading.Thread(target=lambda: ledgers.extend(run_source(
+        source_cfg, hours + 1, bootstrap=chain.bootstrap,  # one more hour: the last one closes on real data
+        progress=lambda m: progress(f"[source] {m}"))), daemon=True)
+    t0 = time.monotonic()
+    source.start()
+    deadline = t0 + (timeout_s or (hours + 1) * 3600 / speedup + 600)
+    trained = evaluated = []
+    try:
+        while time.monotonic() < deadline:
+            trained = api.partition_runs("rtml_demo_train_hourly", hour_keys, since)
+            evaluated = api.partition_runs("rtml_demo_evaluate_hourly", hour_keys, since)
+            marks = " ".join(f"{k}={describe(_progress(stack, name))}" for k, name in chain.jobs.items())
+            streams_state = api.run_state("rtml_demo_streams", streams_run)
+            progress(f"[demo {time.monotonic() - t0:5.0f}s] hours trained {len(trained)}/{hours}, evaluated "
+                     f"{len(evaluated)}/{hours} | streams: {streams_state} | {marks}")
+            if streams_state == "failed":
+                raise RtmlError(
+                    f"DAG rtml_demo_streams failed (run {streams_run}): "
+                    f"{api.failed_tasks('rtml_demo_streams', streams_run)}. See its task logs in the Airflow UI "
+                    f"({stack.cfg.airflow_url}).")
+            if len(trained) >= hours and len(evaluated) >= hours:
+                break
+            time.sleep(10)
+        source.join(timeout=60)
+        summary = _summary(stack, chain, ledgers, ledger_summary(ledgers[:hours]), trained, evaluated)
+        summary["wall_seconds"] = round(time.monotonic() - t0, 1)
+    finally:
+        if not keep:
+            for dag in CONTINUOUS:
+                api.pause(dag, True)
+            _cancel_jobs(stack, chain)
+            if started:
+                progress("[demo] stopping the services this demo started")
+                stack.down()
+    return summary
+
+
+def _progress(stack: LocalStack, job_name: str) -> int | None:
+    import asyncio
+    import os
+
+    from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger
+
+    os.environ.setdefault("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
+    poller = FlinkWatermarkTrigger.poller(FlinkWatermarkTrigger(threshold_ms=0, job_name=job_name).serialize()[1])
+    return asyncio.run(poller.poll_once())["progress_ms"]
+
+
+def _cancel_jobs(stack: LocalStack, chain: Chain) -> None:
+    from airflow_rtml.hooks.flink import FlinkRestHook
+
+    hook = FlinkRestHook()
+    for name in chain.jobs.values():
+        for job in hook.find_jobs_by_name(name):
+            if not job.state.is_terminal:
+                hook.cancel_job(job.job_id)
+
+
+def _summary(stack, chain: Chain, ledgers, truth: dict, trained: list[dict], evaluated: list[dict]) -> dict:
+    from airflow_rtml.demo.evaluation import hour_report  # noqa: F401 - reports were written by the DAG
+
+    demo_dir = stack.cfg.home / "demo" / chain.job_prefix
+    registry_path = demo_dir / "models" / "registry.json"
+    registry = json.loads(registry_path.read_text()) if registry_path.exists() else {"versions": {}, "current": None}
+    reports = [json.loads(p.read_text()) for p in sorted((demo_dir / "reports").glob("eval-*.json"))]
+    topics = chain.topics
+    dead = read_topic(chain.bootstrap, topics["dead_letter"])
+    late = read_topic(chain.bootstrap, topics["late"])
+    samples = read_topic(chain.bootstrap, topics["samples"])
+    training = read_topic(chain.bootstrap, topics["training_samples"])
+    trained_ms = {int(datetime.fromisoformat(r["partition_key"].replace("Z", "+00:00")).timestamp() * 1000)
+                  for r in trained}
+    in_hours = [t for t in training if t["ts_ms"] // HOUR_MS * HOUR_MS in trained_ms]
+    return {
+        "chain": chain.job_prefix,
+        "windows_closed": sorted(r.get("partition_key") for r in trained),
+        "dag_runs": {"train": len(trained), "evaluate": len(evaluated)},
+        "model_versions": [
+            {"version": int(v), "hour": _iso(e["hour_start_ms"]), "progressive_auc": e["progressive"]["auc"],
+             "holdout_auc": e["holdout"]["auc"], "log_loss": e["progressive"]["log_loss"], "promoted": e["promoted"]}
+            for v, e in sorted(registry["versions"].items(), key=lambda kv: int(kv[0]))],
+        "current_model": registry["current"],
+        "ctr_per_bucket": {r["hour_start"]: {b: v["ctr"] for b, v in r["buckets"].items()} for r in reports},
+        "winner_per_hour": {r["hour_start"]: r["winner"] for r in reports},
+        "truth": truth,
+        # Over every hour the source sent (the run plays one hour more than it trains, so the last one closes).
+        "dead_letter": {"counted": len(dead), "injected": sum(led.malformed for led in ledgers)},
+        "late": {"counted": len(late), "injected": sum(led.late for led in ledgers)},
+        "feature_crossing": feature_violations(in_hours, samples, chain.feature_window_minutes * 60_000),
+        "reports_dir": str(demo_dir / "reports"),
+        "airflow_ui": stack.cfg.airflow_url,
+    }
+
+
+def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
+    out("")
+    out(f"== airflow-rtml demo summary (chain {s['chain']}, {s['wall_seconds']} s) ==")
+    out(f"event-time hours closed and trained: {len(s['windows_closed'])} {s['windows_closed']}")
+    out(f"DAG runs: training {s['dag_runs']['train']}, evaluation {s['dag_runs']['evaluate']}")
+    for m in s["model_versions"]:
+        out(f"  model v{m['version']} (hour {m['hour']}): progressive AUC {m['progressive_auc']}, holdout AUC "
+            f"{m['holdout_auc']}, log loss {m['log_loss']}{', promoted' if m['promoted'] else ''}")
+    for hour, ctr in s["ctr_per_bucket"].items():
+        out(f"  CTR {hour}: " + ", ".join(f"{b} {v:.4f}" for b, v in sorted(ctr.items()))
+            + f" → winner {s['winner_per_hour'][hour]}")
+    out(f"truly better bucket: {s['truth'].get('winner')}")
+    out(f"dead-letter: {s['dead_letter']['counted']} counted / {s['dead_letter']['injected']} injected; late: "
+        f"{s['late']['counted']} counted / {s['late']['injected']} injected")
+    fc = s["feature_crossing"]
+    out(f"feature-crossing violations: {fc['future']} future, {fc['stale']} stale, of {fc['checked']} samples")
+    out(f"reports: {s['reports_dir']}   Airflow UI: {s['airflow_ui']} (DAGs tagged 'demo')")

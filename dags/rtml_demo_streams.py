@@ -1,0 +1,77 @@
+"""The demo chain's streaming jobs: ensure the four Flink jobs run (adopt-or-submit), in dependency order.
+
+Triggered by ``rtml demo``; the chain's names come from the Airflow Variable ``rtml_demo`` it sets.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import DAG, Variable, task
+
+from airflow_rtml.demo.chain import JOB_CONF, Chain
+from airflow_rtml.operators.flink import FlinkSubmitJobOperator
+from airflow_rtml.operators.streams import StreamSkewCheckOperator
+from airflow_rtml.sensors.watermark import StreamWatermarkSensor
+
+JOBS_DIR = Path(__file__).parent / "jobs" / "demo"
+# Names are rendered at run time from the Variable, so one DAG serves every demo run.
+CHAIN = Chain(prefix="{{ var.json.rtml_demo.prefix }}", job_prefix="{{ var.json.rtml_demo.job_prefix }}",
+              bootstrap="{{ var.json.rtml_demo.bootstrap }}")
+CONNECTOR_JAR = os.environ.get("RTML_FLINK_KAFKA_CONNECTOR_JAR", "/opt/flink/connectors/flink-sql-connector-kafka.jar")
+
+
+def submit(job: str) -> FlinkSubmitJobOperator:
+    return FlinkSubmitJobOperator(
+        task_id=f"ensure_{job}_job", job_name=CHAIN.jobs[job], sql=CHAIN.sql(job, JOBS_DIR),
+        sql_jars=[CONNECTOR_JAR], flink_conf=JOB_CONF, deferrable=True, poll_interval=1,
+    )
+
+
+with DAG(
+    dag_id="rtml_demo_streams",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    doc_md=__doc__ + """
+* `create_topics` — the chain's Kafka topics (idempotent).
+* `ensure_label_join_job` — impressions ⋈ clicks within the attribution window → labelled samples;
+  malformed records → dead-letter topic, late impressions → late topic.
+* `ensure_features_job` — per-user / per-item windowed CTR → versioned feature tables.
+* `features_reached_start` — **stream → stream**: the sample-feature join starts only once the feature stream
+  is RUNNING with progress past the chain's start, so it never reads features that are not there yet.
+* `ensure_sample_features_job` — event-time temporal join: each sample with the features as of its time.
+* `sample_join_not_ahead_of_features` — skew guard (feature crossing).
+* `ensure_evaluation_job` — CTR per bucket per hour.
+""",
+    tags=["airflow-rtml", "demo"],
+):
+
+    @task
+    def create_topics() -> list[str]:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        cfg = Variable.get("rtml_demo", deserialize_json=True)
+        topics = list(Chain(prefix=cfg["prefix"], job_prefix=cfg["job_prefix"]).topics.values())
+        admin = AdminClient({"bootstrap.servers": cfg["bootstrap"]})
+        existing = set(admin.list_topics(timeout=10).topics)
+        new = [NewTopic(t, 1, 1) for t in topics if t not in existing]
+        for future in (admin.create_topics(new).values() if new else []):
+            future.result(timeout=30)
+        return topics
+
+    features_ready = StreamWatermarkSensor(
+        task_id="features_reached_start", job_name=CHAIN.jobs["features"],
+        target="{{ var.json.rtml_demo.start_ms }}", deferrable=True, poll_interval=1,
+        timeout=timedelta(minutes=30),
+    )
+    skew = StreamSkewCheckOperator(
+        task_id="sample_join_not_ahead_of_features", upstream_job_name=CHAIN.jobs["features"],
+        downstream_job_name=CHAIN.jobs["sample_features"], max_skew=timedelta(0),
+    )
+    label_join = submit("label_join")
+    create_topics() >> label_join >> submit("features") >> features_ready >> submit("sample_features") >> skew
+    label_join >> submit("evaluation")
