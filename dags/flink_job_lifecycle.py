@@ -36,7 +36,7 @@ with DAG(
         task_id="submit_bounded_job",
         job_name="{{ params.name_prefix }}-bounded-{{ run_id | replace(':', '-') }}",
         python=JOB_SCRIPT,
-        args=["{{ params.name_prefix }}-bounded-{{ run_id | replace(':', '-') }}", "2000"],
+        args=["{{ params.name_prefix }}-bounded-{{ run_id | replace(':', '-') }}", "8000"],  # ~40 s
         wait_for="running",
         deferrable=True,
         poll_interval=1,

@@ -28,7 +28,7 @@ def submit(job: str) -> FlinkSubmitJobOperator:
     return FlinkSubmitJobOperator(
         task_id=f"ensure_{job}_job", job_name=CHAIN.jobs[job], sql=CHAIN.sql(job, JOBS_DIR),
         sql_jars=[CONNECTOR_JAR], flink_conf=JOB_CONF, deferrable=True, poll_interval=1,
-    )
+    )  # a retry is safe: it adopts the job of that name instead of submitting a second one
 
 
 with DAG(
@@ -36,6 +36,7 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=5)},
     doc_md=__doc__ + """
 * `create_topics` — the chain's Kafka topics (idempotent).
 * `ensure_label_join_job` — impressions ⋈ clicks within the attribution window → labelled samples;

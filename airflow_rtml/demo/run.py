@@ -62,6 +62,14 @@ class AirflowApi:
         tis = self.c.get(f"/dags/{dag}/dagRuns/{run_id}/taskInstances").json().get("task_instances", [])
         return [t["task_id"] for t in tis if t["state"] == "failed"]
 
+    def asset_events(self, name: str, since_iso: str) -> list[dict]:
+        assets = self.c.get("/assets", params={"name_pattern": name}).json().get("assets", [])
+        ids = [a["id"] for a in assets if a["name"] == name]
+        if not ids:
+            return []
+        resp = self.c.get("/assets/events", params={"asset_id": ids[0], "timestamp_gte": since_iso, "limit": 500})
+        return resp.json().get("asset_events", [])
+
     def run_state(self, dag: str, run_id: str) -> str:
         return self.c.get(f"/dags/{dag}/dagRuns/{run_id}").json().get("state", "?")
 
@@ -91,6 +99,24 @@ def feature_violations(training: list[dict], samples: list[dict], window_ms: int
             elif got != expected:
                 stale += 1
     return {"future": future, "stale": stale, "checked": len(training)}
+
+
+def freshness(api: AirflowApi, chain: Chain, since: str) -> dict[str, float]:
+    """Window closed (watermark crossing first observed) → model version registered, seconds per hour."""
+    crossed: dict[int, int] = {}
+    for ev in api.asset_events("rtml_demo_training_sample_hours", since):
+        extra = ev.get("extra") or {}
+        if extra.get("stream") == chain.jobs["sample_features"] and extra.get("crossed_at_ms"):
+            for w in extra.get("windows", []):
+                crossed[w["start_ms"]] = extra["crossed_at_ms"]
+    out = {}
+    for ev in api.asset_events("rtml_demo_model", since):
+        extra = ev.get("extra") or {}
+        start = extra.get("hour_start_ms")
+        if extra.get("chain") == chain.job_prefix and start in crossed:
+            registered = datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00")).timestamp()
+            out[_iso(start)] = round(registered - crossed[start] / 1000, 2)
+    return out
 
 
 def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: int = 7,
@@ -143,6 +169,7 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
             time.sleep(10)
         source.join(timeout=60)
         summary = _summary(stack, chain, ledgers, ledger_summary(ledgers[:hours]), trained, evaluated)
+        summary["freshness_s"] = freshness(api, chain, since)
         summary["wall_seconds"] = round(time.monotonic() - t0, 1)
     finally:
         if not keep:
@@ -193,6 +220,7 @@ def _summary(stack, chain: Chain, ledgers, truth: dict, trained: list[dict], eva
     in_hours = [t for t in training if t["ts_ms"] // HOUR_MS * HOUR_MS in trained_ms]
     return {
         "chain": chain.job_prefix,
+        "prefix": chain.prefix,
         "windows_closed": sorted(r.get("partition_key") for r in trained),
         "dag_runs": {"train": len(trained), "evaluate": len(evaluated)},
         "model_versions": [
@@ -226,6 +254,9 @@ def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
     out(f"truly better bucket: {s['truth'].get('winner')}")
     out(f"dead-letter: {s['dead_letter']['counted']} counted / {s['dead_letter']['injected']} injected; late: "
         f"{s['late']['counted']} counted / {s['late']['injected']} injected")
+    if s.get("freshness_s"):
+        out("freshness (window closed → model version registered): "
+            + ", ".join(f"{h[11:16]} {v:.1f}s" for h, v in sorted(s["freshness_s"].items())))
     fc = s["feature_crossing"]
     out(f"feature-crossing violations: {fc['future']} future, {fc['stale']} stale, of {fc['checked']} samples")
     out(f"reports: {s['reports_dir']}   Airflow UI: {s['airflow_ui']} (DAGs tagged 'demo')")

