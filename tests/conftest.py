@@ -35,3 +35,16 @@ def stack(stack_config) -> LocalStack:
     s = LocalStack(stack_config, progress=lambda msg: print(msg, flush=True))
     s.up(install=True)
     return s
+
+
+@pytest.fixture
+def hook(stack, monkeypatch):
+    """A FlinkRestHook on the local cluster; the process env points Airflow's default connections (Flink REST,
+    SQL Gateway) and the PythonDriver jar at the local stack, as the stack does for its own Airflow."""
+    from airflow_rtml.hooks.flink import FlinkRestHook
+
+    ports = stack.cfg.ports
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{ports.flink_rest}")
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT", f"flink-sql-gateway://127.0.0.1:{ports.flink_sql_gateway}")
+    monkeypatch.setenv("RTML_FLINK_PYTHON_JAR", str(stack.cfg.flink_python_jar))
+    return FlinkRestHook()

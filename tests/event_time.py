@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from support import ti_context
 
 from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.operators.flink import FlinkSubmitJobOperator
@@ -33,14 +34,6 @@ INSERT INTO per_minute
 SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts_ltz), INTERVAL '1' MINUTE))
 GROUP BY window_start, window_end;
 """
-
-
-class _TI:
-    def __init__(self):
-        self.dag_id, self.task_id, self.run_id, self.map_index = "d", "t", f"r-{uuid.uuid4().hex[:6]}", -1
-
-    def xcom_push(self, key, value):
-        pass
 
 
 def create_topic(topic: str, partitions: int = 1) -> None:
@@ -92,6 +85,6 @@ def start_event_time_job(stack, checkpoint_interval: str = "1s") -> EventTimeJob
         task_id="submit", job_name=name, sql=JOB_SQL.format(topic=job.topic, bootstrap=BOOTSTRAP, name=name),
         sql_jars=[str(stack.cfg.kafka_connector_jar)], deferrable=False, poll_interval=0.5,
         flink_conf={"execution.checkpointing.interval": checkpoint_interval, "restart-strategy.type": "none"},
-    ).execute({"ti": _TI()})
+    ).execute(ti_context())
     job.job_id = result["job_id"]
     return job

@@ -42,10 +42,10 @@ class Chain:
 
     def sql(self, job: str, jobs_dir: str | Path) -> str:
         """The job's SQL with every placeholder filled."""
-        text = (Path(jobs_dir) / f"{job}.sql").read_text()
         values = {**asdict(self), **{f"{k}_topic": v for k, v in self.topics.items()}, "job_name": self.jobs[job],
                   "samples_delay_seconds": self.samples_delay_seconds}
-        return text.format(**values)
+        values["samples_in"] = (Path(jobs_dir) / "_samples_in.sql").read_text().format(**values)
+        return (Path(jobs_dir) / f"{job}.sql").read_text().format(**values)
 
 
 def connector_jar() -> str:

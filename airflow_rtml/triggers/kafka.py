@@ -42,7 +42,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
-from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 from confluent_kafka import (
     OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicCollection, TopicPartition,
 )
@@ -50,7 +50,7 @@ from confluent_kafka.admin import AdminClient
 
 from airflow_rtml.exceptions import KafkaConfigurationError
 from airflow_rtml.progress import ProgressParseError, ProgressSignal, SignalAggregator, combine, describe
-from airflow_rtml.triggers.watermark import ProgressWait
+from airflow_rtml.triggers.watermark import ProgressWait, SharedStreamTrigger
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class KafkaProgressConsumer:
                 self._caught_up.add(p)
 
 
-class KafkaWatermarkTrigger(BaseEventTrigger):
+class KafkaWatermarkTrigger(SharedStreamTrigger):
     """Fire once a stream's progress on a Kafka progress topic is ``>= threshold_ms`` (see the module docstring).
 
     :param topic: the progress topic.
@@ -309,10 +309,3 @@ class KafkaWatermarkTrigger(BaseEventTrigger):
                 yield TriggerEvent({**event, "topic": self.topic, "sources": sources, "malformed": raw["malformed"]})
                 return
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Unshared fallback (a triggerer without shared streams): the same loop, for this waiter alone."""
-        async with aclosing(self.open_shared_stream(self.serialize()[1])) as stream, \
-                aclosing(self.filter_shared_stream(stream)) as events:
-            async for event in events:
-                yield event
-                return

@@ -280,12 +280,28 @@ class ProgressWait:
         return None  # an "unreachable" snapshot is transient: the next one retries; the deadline bounds the wait
 
 
+class SharedStreamTrigger(BaseEventTrigger):
+    """Base of the stream triggers: :meth:`run`, used when the triggerer does not share the stream, runs the same
+    :meth:`open_shared_stream` / :meth:`filter_shared_stream` pair for this trigger alone and closes both."""
+
+    #: A wait ends with its first event; an AssetWatcher trigger keeps yielding.
+    single_event = True
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async with aclosing(self.open_shared_stream(self.serialize()[1])) as stream, \
+                aclosing(self.filter_shared_stream(stream)) as events:
+            async for event in events:
+                yield event
+                if self.single_event:
+                    return
+
+
 def wait_result(event: dict) -> dict:
     """What a successful wait returns (the sensor's XCom): the crossing, in plain JSON."""
     return {k: event.get(k) for k in ("stream", "job_id", "progress_ms", "threshold_ms", "checkpoint_id")}
 
 
-class FlinkWatermarkTrigger(BaseEventTrigger):
+class FlinkWatermarkTrigger(SharedStreamTrigger):
     """Fire once a Flink job's event-time progress is ``>= threshold_ms`` (see the module docstring).
 
     :param threshold_ms: progress to reach, epoch ms (a window ``[s, e)`` closes at ``e - 1 + lateness``).
@@ -381,16 +397,9 @@ class FlinkWatermarkTrigger(BaseEventTrigger):
                 yield TriggerEvent(event)
             return
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Unshared fallback (a triggerer without shared streams): the same loop, for this waiter alone."""
-        async with aclosing(self.open_shared_stream(self.serialize()[1])) as stream, \
-                aclosing(self.filter_shared_stream(stream)) as events:
-            async for event in events:
-                yield event
-                return
 
 
-class FlinkWindowEventTrigger(BaseEventTrigger):
+class FlinkWindowEventTrigger(SharedStreamTrigger):
     """For an ``AssetWatcher``: one event per event-time window a Flink job closes, never repeated while the
     condition stays true.
 
@@ -408,6 +417,7 @@ class FlinkWindowEventTrigger(BaseEventTrigger):
     """
 
     CURSOR_KEY = "airflow_rtml.last_window_end_ms"
+    single_event = False
 
     def __init__(
         self,
@@ -475,8 +485,3 @@ class FlinkWindowEventTrigger(BaseEventTrigger):
                 if self.asset_state_store is not None:
                     await self.asset_state_store.aset(self.CURSOR_KEY, cursor)
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        async with aclosing(self.open_shared_stream(self.serialize()[1])) as stream, \
-                aclosing(self.filter_shared_stream(stream)) as events:
-            async for event in events:
-                yield event

@@ -11,33 +11,17 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from support import cancel_jobs_named, ti_context
 
 from airflow_rtml.exceptions import FlinkJobFailed, FlinkJobNotFound, FlinkSavepointFailed
-from airflow_rtml.hooks.flink import FlinkRestHook, JobState
+from airflow_rtml.hooks.flink import JobState
 from airflow_rtml.operators.flink import FlinkStopJobOperator, FlinkSubmitJobOperator
 from airflow_rtml.sensors.flink import FlinkJobStateSensor
 from airflow_rtml.triggers.flink import FlinkJobStateTrigger
 
 JOB = str(Path(__file__).parent / "jobs" / "streaming_sql_job.py")
-
-
-class _TI(SimpleNamespace):
-    def xcom_push(self, key, value):
-        self.xcoms[key] = value
-
-
-def _context(task_id: str = "t") -> dict:
-    return {"ti": _TI(dag_id="d", task_id=task_id, run_id=f"r-{uuid.uuid4().hex[:6]}", map_index=-1, xcoms={})}
-
-
-@pytest.fixture
-def hook(stack, monkeypatch) -> FlinkRestHook:
-    monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
-    monkeypatch.setenv("RTML_FLINK_PYTHON_JAR", str(stack.cfg.flink_python_jar))
-    return FlinkRestHook()
 
 
 def _submit_op(name: str, **kw) -> FlinkSubmitJobOperator:
@@ -46,69 +30,63 @@ def _submit_op(name: str, **kw) -> FlinkSubmitJobOperator:
                                   poll_interval=0.5, **kw)
 
 
-def _cleanup(hook: FlinkRestHook, name: str) -> None:
-    for job in hook.find_jobs_by_name(name):
-        if not job.state.is_terminal:
-            hook.cancel_job(job.job_id)
-
-
 def test_submit_then_rerun_adopts_exactly_one_job_then_stop_with_savepoint(hook):
     name = f"rtml-op-{uuid.uuid4().hex[:8]}"
     try:
         t0 = time.monotonic()
-        first = _submit_op(name).execute(_context())
+        first = _submit_op(name).execute(ti_context())
         submit_s = time.monotonic() - t0
         assert first["state"] == "RUNNING" and not first["adopted"]
 
         t0 = time.monotonic()
-        again = _submit_op(name).execute(_context())
+        again = _submit_op(name).execute(ti_context())
         adopt_s = time.monotonic() - t0
         assert again["adopted"] and again["job_id"] == first["job_id"]
         assert [j.job_id for j in hook.find_jobs_by_name(name) if not j.state.is_terminal] == [first["job_id"]]
 
         with pytest.raises(FlinkJobFailed, match="if_running='fail'"):
-            _submit_op(name, if_running="fail").execute(_context())
+            _submit_op(name, if_running="fail").execute(ti_context())
 
         while hook.get_checkpoints(first["job_id"]).completed < 1:
             time.sleep(0.5)
         t0 = time.monotonic()
-        path = FlinkStopJobOperator(task_id="stop", job_name=name).execute(_context("stop"))
+        path = FlinkStopJobOperator(task_id="stop", job_name=name).execute(ti_context("stop"))
         stop_s = time.monotonic() - t0
         assert Path(path.removeprefix("file:")).exists()
         assert hook.get_job_state(first["job_id"]) == JobState.FINISHED
         print(f"latency: submit→RUNNING {submit_s:.1f}s, adopt {adopt_s:.2f}s, stop-with-savepoint {stop_s:.1f}s")
     finally:
-        _cleanup(hook, name)
+        cancel_jobs_named(hook, name)
 
 
 def test_upgrade_stops_with_savepoint_and_restores_the_new_job_from_it(hook):
     name = f"rtml-upgrade-{uuid.uuid4().hex[:8]}"
     try:
-        old = _submit_op(name).execute(_context())
+        old = _submit_op(name).execute(ti_context())
         while hook.get_checkpoints(old["job_id"]).completed < 1:
             time.sleep(0.5)
-        new = _submit_op(name, if_running="upgrade").execute(_context())
+        new = _submit_op(name, if_running="upgrade").execute(ti_context())
         assert new["job_id"] != old["job_id"] and new["savepoint_path"]
         assert hook.get_job_state(old["job_id"]) == JobState.FINISHED
         info = hook.get_checkpoints(new["job_id"])
         assert info.restored_is_savepoint and info.restored_from == new["savepoint_path"]
         assert [j.job_id for j in hook.find_jobs_by_name(name) if not j.state.is_terminal] == [new["job_id"]]
     finally:
-        _cleanup(hook, name)
+        cancel_jobs_named(hook, name)
 
 
 def test_cancel_mode_and_stop_of_an_unknown_name(hook):
     name = f"rtml-cancel-{uuid.uuid4().hex[:8]}"
     try:
-        job = _submit_op(name).execute(_context())
-        assert FlinkStopJobOperator(task_id="c", job_id=job["job_id"], mode="cancel").execute(_context()) is None
+        job = _submit_op(name).execute(ti_context())
+        assert FlinkStopJobOperator(task_id="c", job_id=job["job_id"], mode="cancel").execute(ti_context()) is None
         assert hook.get_job_state(job["job_id"]) == JobState.CANCELED
         with pytest.raises(FlinkJobNotFound, match=name):
-            FlinkStopJobOperator(task_id="s", job_name=name).execute(_context())
+            FlinkStopJobOperator(task_id="s", job_name=name).execute(ti_context())
         with pytest.raises(FlinkSavepointFailed, match="is CANCELED"):
-            FlinkStopJobOperator(task_id="s", job_id=job["job_id"]).execute(_context())
+            FlinkStopJobOperator(task_id="s", job_id=job["job_id"]).execute(ti_context())
     finally:
-        _cleanup(hook, name)
+        cancel_jobs_named(hook, name)
 
 
 def test_a_job_that_fails_after_submission_raises_its_root_cause_sync(hook):
@@ -116,10 +94,10 @@ def test_a_job_that_fails_after_submission_raises_its_root_cause_sync(hook):
     op = FlinkSubmitJobOperator(task_id="submit", job_name=name, python=JOB, args=[name, "fail"],
                                 wait_for="finished", deferrable=False, poll_interval=0.5)
     with pytest.raises(FlinkJobFailed, match="rtml-test-boom") as err:
-        op.execute(_context())
+        op.execute(ti_context())
     assert err.value.state == "FAILED"
     with pytest.raises(FlinkJobFailed, match="rtml-test-boom"):
-        FlinkJobStateSensor(task_id="s", job_name=name, deferrable=False, poll_interval=0.5).execute(_context())
+        FlinkJobStateSensor(task_id="s", job_name=name, deferrable=False, poll_interval=0.5).execute(ti_context())
 
 
 async def _first_event(trigger: FlinkJobStateTrigger) -> dict:
@@ -131,7 +109,7 @@ async def _first_event(trigger: FlinkJobStateTrigger) -> dict:
 def test_trigger_reaches_the_same_outcomes_against_the_real_cluster(hook):
     name = f"rtml-trig-{uuid.uuid4().hex[:8]}"
     try:
-        job = _submit_op(name, wait_for="running").execute(_context())
+        job = _submit_op(name, wait_for="running").execute(ti_context())
         ok = asyncio.run(_first_event(FlinkJobStateTrigger(job["job_id"], ["RUNNING"], poll_interval=0.5)))
         assert ok["status"] == "success" and ok["state"] == "RUNNING"
         late = asyncio.run(_first_event(
@@ -140,7 +118,7 @@ def test_trigger_reaches_the_same_outcomes_against_the_real_cluster(hook):
         missing = asyncio.run(_first_event(FlinkJobStateTrigger(uuid.uuid4().hex, ["RUNNING"])))
         assert missing["reason"] == "job_not_found"
     finally:
-        _cleanup(hook, name)
+        cancel_jobs_named(hook, name)
 
     failing = FlinkSubmitJobOperator(task_id="submit", job_name=name + "-f", python=JOB, args=[name + "-f", "fail"],
                                      wait_for="running", deferrable=False, poll_interval=0.5,

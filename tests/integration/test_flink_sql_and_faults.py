@@ -11,10 +11,10 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import psutil
 import pytest
+from support import cancel_jobs_named, ti_context
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from airflow_rtml.exceptions import (
@@ -23,38 +23,13 @@ from airflow_rtml.exceptions import (
     FlinkSavepointFailed,
     FlinkSqlError,
 )
-from airflow_rtml.hooks.flink import FlinkRestHook, JobState
+from airflow_rtml.hooks.flink import JobState
 from airflow_rtml.hooks.flink_sql import FlinkSqlGatewayHook
 from airflow_rtml.local.stack import FlinkJobManager
 from airflow_rtml.operators.flink import FlinkStopJobOperator, FlinkSubmitJobOperator
 from airflow_rtml.triggers.flink import FlinkJobStateTrigger, FlinkSavepointTrigger
 
 JOB = str(Path(__file__).parent / "jobs" / "streaming_sql_job.py")
-
-
-class _TI(SimpleNamespace):
-    def xcom_push(self, key, value):
-        self.xcoms[key] = value
-
-
-def _context(task_id: str = "t") -> dict:
-    return {"ti": _TI(dag_id="d", task_id=task_id, run_id=f"r-{uuid.uuid4().hex[:6]}", map_index=-1, xcoms={})}
-
-
-@pytest.fixture
-def hook(stack, monkeypatch) -> FlinkRestHook:
-    monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
-    monkeypatch.setenv("AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT",
-                       f"flink-sql-gateway://127.0.0.1:{stack.cfg.ports.flink_sql_gateway}")
-    monkeypatch.setenv("RTML_FLINK_PYTHON_JAR", str(stack.cfg.flink_python_jar))
-    return FlinkRestHook()
-
-
-def _cleanup(hook: FlinkRestHook, *names: str) -> None:
-    for name in names:
-        for job in hook.find_jobs_by_name(name):
-            if not job.state.is_terminal:
-                hook.cancel_job(job.job_id)
 
 
 GEN_TO_BLACKHOLE = """
@@ -75,33 +50,33 @@ def test_sql_job_through_the_gateway_submit_adopt_and_stop_with_drain(hook):
     sql = GEN_TO_BLACKHOLE.format(rate=50, bounded="")
     try:
         t0 = time.monotonic()
-        first = _sql_op(name, sql).execute(_context())
+        first = _sql_op(name, sql).execute(ti_context())
         submit_s = time.monotonic() - t0
         assert first["state"] == "RUNNING" and not first["adopted"]
         assert hook.get_job(first["job_id"]).name == name  # pipeline.name came from job_name
 
-        again = _sql_op(name, sql).execute(_context())
+        again = _sql_op(name, sql).execute(ti_context())
         assert again["adopted"] and again["job_id"] == first["job_id"]
         assert [j.job_id for j in hook.find_jobs_by_name(name) if not j.state.is_terminal] == [first["job_id"]]
 
-        path = FlinkStopJobOperator(task_id="stop", job_name=name, drain=True).execute(_context("stop"))
+        path = FlinkStopJobOperator(task_id="stop", job_name=name, drain=True).execute(ti_context("stop"))
         assert Path(path.removeprefix("file:")).exists()
         assert hook.get_job_state(first["job_id"]) == JobState.FINISHED
         print(f"latency: SQL submit→RUNNING {submit_s:.1f}s")
     finally:
-        _cleanup(hook, name)
+        cancel_jobs_named(hook, name)
 
 
 def test_sql_errors_name_flinks_reason_and_submit_nothing(hook):
     name = f"rtml-sqlerr-{uuid.uuid4().hex[:8]}"
     bad_syntax = "CREATE TEMPORARY TABLE snk (n BIGINT) WITH ('connector' = 'blackhole');\nINSERT INTO snk SELEC 1"
     with pytest.raises(FlinkSqlError, match="SQL parse failed") as err:
-        _sql_op(name, bad_syntax).execute(_context())
+        _sql_op(name, bad_syntax).execute(ti_context())
     assert err.value.statement.startswith("INSERT INTO snk SELEC 1")
     with pytest.raises(FlinkSqlError, match="Cannot find table .*nosuchtable"):
-        _sql_op(name, "INSERT INTO nosuchtable SELECT 1").execute(_context())
+        _sql_op(name, "INSERT INTO nosuchtable SELECT 1").execute(ti_context())
     with pytest.raises(FlinkConfigurationError, match="exactly one Flink job, found 2"):
-        _sql_op(name, "INSERT INTO a SELECT 1; INSERT INTO b SELECT 2").execute(_context())
+        _sql_op(name, "INSERT INTO a SELECT 1; INSERT INTO b SELECT 2").execute(ti_context())
     assert hook.find_jobs_by_name(name) == []
 
 
@@ -152,12 +127,12 @@ def test_upgrade_through_a_savepoint_keeps_keyed_state(hook, stack):
     """
     jars = [str(stack.cfg.kafka_connector_jar)]
     try:
-        old = _sql_op(name, sql, sql_jars=jars).execute(_context())
+        old = _sql_op(name, sql, sql_jars=jars).execute(ti_context())
         deadline = time.monotonic() + 60
         while max(_read_counts(topic) or [0]) < 40:
             assert time.monotonic() < deadline, "the counting job wrote no counts"
             time.sleep(1)
-        new = _sql_op(name, sql, sql_jars=jars, if_running="upgrade").execute(_context())
+        new = _sql_op(name, sql, sql_jars=jars, if_running="upgrade").execute(ti_context())
         assert new["savepoint_path"] and new["job_id"] != old["job_id"]
         info = hook.get_checkpoints(new["job_id"])
         assert info.restored_is_savepoint and info.restored_from == new["savepoint_path"]
@@ -169,7 +144,7 @@ def test_upgrade_through_a_savepoint_keeps_keyed_state(hook, stack):
         assert counts == sorted(counts), "the count went backwards: state was not restored"
         assert max(counts) > 40 + 20 and before >= 40
     finally:
-        _cleanup(hook, name)
+        cancel_jobs_named(hook, name)
 
 
 def test_jar_submission_with_the_distributions_python_driver_jar(hook, stack):
@@ -179,10 +154,10 @@ def test_jar_submission_with_the_distributions_python_driver_jar(hook, stack):
             task_id="submit_jar", job_name=name, jar=str(stack.cfg.flink_python_jar),
             entry_class="org.apache.flink.client.python.PythonDriver", args=["-py", JOB, name],
             deferrable=False, poll_interval=0.5,
-        ).execute(_context())
+        ).execute(ti_context())
         assert result["state"] == "RUNNING" and hook.get_job(result["job_id"]).name == name
     finally:
-        _cleanup(hook, name)
+        cancel_jobs_named(hook, name)
 
 
 def test_jar_faults_raise_jar_upload_failed(hook, tmp_path):
@@ -204,14 +179,14 @@ def test_unwritable_savepoint_dir_fails_the_stop_and_the_job_keeps_running(hook,
     blocker = tmp_path / "a-file"
     blocker.write_text("a directory cannot be created below a file, not even by root")
     try:
-        job = _sql_op(name, GEN_TO_BLACKHOLE.format(rate=10, bounded="")).execute(_context())
+        job = _sql_op(name, GEN_TO_BLACKHOLE.format(rate=10, bounded="")).execute(ti_context())
         with pytest.raises(FlinkSavepointFailed, match="savepoint directory is writable") as err:
             FlinkStopJobOperator(task_id="stop", job_name=name,
-                                 savepoint_dir=(blocker / "savepoints").as_uri()).execute(_context("stop"))
+                                 savepoint_dir=(blocker / "savepoints").as_uri()).execute(ti_context("stop"))
         assert err.value.job_id == job["job_id"] and err.value.cause
         assert hook.get_job_state(job["job_id"]) == JobState.RUNNING
     finally:
-        _cleanup(hook, name)
+        cancel_jobs_named(hook, name)
 
 
 def test_deferred_stop_path_polls_the_same_savepoint_operation(hook):
@@ -219,7 +194,7 @@ def test_deferred_stop_path_polls_the_same_savepoint_operation(hook):
     the same trigger id (a restarted triggerer) finds the same completed savepoint."""
     name = f"rtml-dstop-{uuid.uuid4().hex[:8]}"
     try:
-        job = _sql_op(name, GEN_TO_BLACKHOLE.format(rate=10, bounded="")).execute(_context())
+        job = _sql_op(name, GEN_TO_BLACKHOLE.format(rate=10, bounded="")).execute(ti_context())
         trigger_id = uuid.uuid4().hex
         hook.stop_with_savepoint(job["job_id"], trigger_id=trigger_id)
 
@@ -234,7 +209,7 @@ def test_deferred_stop_path_polls_the_same_savepoint_operation(hook):
         again = asyncio.run(first(FlinkSavepointTrigger(job["job_id"], trigger_id, deadline=deadline)))
         assert again["location"] == event["location"]
     finally:
-        _cleanup(hook, name)
+        cancel_jobs_named(hook, name)
 
 
 def _jobmanager_tree(stack) -> list[psutil.Process]:
@@ -249,7 +224,7 @@ def test_a_frozen_jobmanager_does_not_fail_a_waiting_trigger_before_its_deadline
     monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT",
                        f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}?timeout=1")
     name = f"rtml-freeze-{uuid.uuid4().hex[:8]}"
-    job = _sql_op(name, GEN_TO_BLACKHOLE.format(rate=40, bounded=", 'number-of-rows' = '600'")).execute(_context())
+    job = _sql_op(name, GEN_TO_BLACKHOLE.format(rate=40, bounded=", 'number-of-rows' = '600'")).execute(ti_context())
     result: dict = {}
 
     def wait() -> None:

@@ -12,20 +12,11 @@ import pytest
 from event_time import start_event_time_job
 
 from airflow_rtml.exceptions import FlinkJobFailed, StreamStalled
-from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.progress import threshold_for
 from airflow_rtml.sensors.watermark import StreamWatermarkSensor
 from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger
 
 HOUR_END = int(datetime(2026, 1, 1, 11, tzinfo=timezone.utc).timestamp() * 1000)  # window [10:00, 11:00)
-
-
-@pytest.fixture
-def hook(stack, monkeypatch) -> FlinkRestHook:
-    monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
-    monkeypatch.setenv("AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT",
-                       f"flink-sql-gateway://127.0.0.1:{stack.cfg.ports.flink_sql_gateway}")
-    return FlinkRestHook()
 
 
 @pytest.fixture

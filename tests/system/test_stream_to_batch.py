@@ -19,7 +19,6 @@ import psutil
 import pytest
 from event_time import start_event_time_job
 
-from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.local.stack import MARKER, airflow_env
 
 MINUTE = 60_000
@@ -71,11 +70,7 @@ def _restart_triggerer(stack) -> subprocess.Popen:
 
 
 @pytest.mark.timeout(900)
-def test_each_closed_window_runs_the_downstream_dag_exactly_once_across_a_triggerer_kill(stack, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
-    monkeypatch.setenv("AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT",
-                       f"flink-sql-gateway://127.0.0.1:{stack.cfg.ports.flink_sql_gateway}")
-    hook = FlinkRestHook()
+def test_each_closed_window_runs_the_downstream_dag_exactly_once_across_a_triggerer_kill(stack, hook):
     job = start_event_time_job(stack)
     base = (int(time.time() * 1000) // MINUTE) * MINUTE  # unique windows for this run: keys never repeat
     keys = [_iso(base + i * MINUTE) for i in range(3)]

@@ -131,3 +131,23 @@ def test_trigger_ids_must_be_flink_trigger_ids():
     hook = FlinkRestHook("unused")
     with pytest.raises(FlinkConfigurationError, match="32 lowercase hex"):
         hook.stop_with_savepoint("a" * 32, trigger_id="my-trigger")
+
+
+def test_job_link_uses_the_web_ui_url_and_plain_http_builds_no_tls_context(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_UI", json.dumps(
+        {"conn_type": "flink_rest", "host": "jm", "port": 8081, "extra": {"web_ui_url": "https://flink.example/ui/"}}))
+    hook = FlinkRestHook("flink_ui")
+    assert hook.job_url("abc") == "https://flink.example/ui/#/job/running/abc/overview"
+    http_kw = hook._client_kwargs(hook._get_settings())
+    assert http_kw["verify"] is False and http_kw["cert"] is None  # no CA bundle loaded for http://
+    tls = FlinkRestHook.settings_from_connection(_conn(host="jm", schema="https", extra=json.dumps({"verify": True})))
+    assert hook._client_kwargs(tls)["verify"] is True
+
+
+def test_sql_gateway_hook_shares_the_settings_with_its_own_default_port():
+    from airflow_rtml.hooks.flink_sql import FlinkSqlGatewayHook
+
+    s = FlinkSqlGatewayHook.settings_from_connection(_conn(host="gw"))
+    assert s["base_url"] == "http://gw:8083"
+    with pytest.raises(FlinkConfigurationError, match="unsupported extras"):
+        FlinkSqlGatewayHook.settings_from_connection(_conn(host="gw", extra=json.dumps({"session": "x"})))

@@ -1,10 +1,5 @@
 -- Real-time evaluation: click-through per experiment bucket per event-time hour of the labelled samples.
-CREATE TEMPORARY TABLE samples_in (
-    imp_id STRING, `user` STRING, item STRING, bucket STRING, ts_ms BIGINT, label INT,
-    ts AS TO_TIMESTAMP_LTZ(ts_ms, 3),
-    WATERMARK FOR ts AS ts - INTERVAL '{samples_delay_seconds}' SECOND(3)
-) WITH ('connector' = 'kafka', 'topic' = '{samples_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
-        'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+{samples_in}
 
 CREATE TEMPORARY TABLE ctr_per_bucket (
     window_start_ms BIGINT, window_end_ms BIGINT, bucket STRING, impressions BIGINT, clicks BIGINT

@@ -1,12 +1,7 @@
 -- Real-time features: per-user and per-item click-through over tumbling {feature_window_minutes}-minute event-time
 -- windows of the labelled samples, upserted into versioned feature tables (Kafka, keyed by entity). A row's
 -- version is its window end: the value is known from that event time on, never before.
-CREATE TEMPORARY TABLE samples_in (
-    imp_id STRING, `user` STRING, item STRING, bucket STRING, ts_ms BIGINT, label INT,
-    ts AS TO_TIMESTAMP_LTZ(ts_ms, 3),
-    WATERMARK FOR ts AS ts - INTERVAL '{samples_delay_seconds}' SECOND(3)
-) WITH ('connector' = 'kafka', 'topic' = '{samples_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
-        'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+{samples_in}
 
 CREATE TEMPORARY TABLE user_features (
     `user` STRING, imps BIGINT, clicks BIGINT, ctr DOUBLE, version_ms BIGINT, PRIMARY KEY (`user`) NOT ENFORCED

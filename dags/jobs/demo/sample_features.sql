@@ -1,12 +1,7 @@
 -- Sample-feature join, point-in-time correct by construction: each labelled sample is joined with the user and
 -- item feature rows valid AS OF its event time (event-time temporal join on the versioned feature tables), and
 -- carries each feature's version time, so a consumer can check that no feature comes from the sample's future.
-CREATE TEMPORARY TABLE samples_in (
-    imp_id STRING, `user` STRING, item STRING, bucket STRING, ts_ms BIGINT, label INT,
-    ts AS TO_TIMESTAMP_LTZ(ts_ms, 3),
-    WATERMARK FOR ts AS ts - INTERVAL '{samples_delay_seconds}' SECOND(3)
-) WITH ('connector' = 'kafka', 'topic' = '{samples_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
-        'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+{samples_in}
 
 CREATE TEMPORARY TABLE user_features_in (
     `user` STRING, imps BIGINT, clicks BIGINT, ctr DOUBLE, version_ms BIGINT,
