@@ -67,6 +67,15 @@ def run_trigger_blocking(trigger: FlinkWatermarkTrigger, hook: FlinkRestHook) ->
     return asyncio.run(first())
 
 
+def first_look(trigger: FlinkWatermarkTrigger, hook: FlinkRestHook) -> dict | None:
+    """One poll on the worker before deferring: the wait's event if that poll already decides it (reached,
+    failed), else None. A deferral whose trigger fires at once costs a round trip and, in Airflow 3.3.2, can race
+    the executor's report of the deferring process."""
+    probe = FlinkWatermarkTrigger(**{**trigger.serialize()[1], "deadline": time.time(), "end_task_on_success": False})
+    event = run_trigger_blocking(probe, hook)
+    return None if event["status"] == "timeout" else event
+
+
 class StreamWatermarkSensor(BaseOperator):
     """Wait until a Flink job's event-time progress has passed ``target`` (deferrable).
 
@@ -136,9 +145,13 @@ class StreamWatermarkSensor(BaseOperator):
     def execute(self, context: Context) -> dict:
         trigger = self.trigger(time.time() + self.wait_timeout.total_seconds())
         self.log.info("Waiting for stream %s to reach progress %s", trigger.stream, describe(trigger.threshold_ms))
+        hook = FlinkRestHook(self.flink_conn_id)
         if self.deferrable:
+            event = first_look(trigger, hook)
+            if event is not None:  # already decided: no deferral whose trigger would fire at once
+                return self.execute_complete(context, event)
             self.defer(trigger=trigger, method_name="execute_complete")
-        return self.execute_complete(context, run_trigger_blocking(trigger, FlinkRestHook(self.flink_conn_id)))
+        return self.execute_complete(context, run_trigger_blocking(trigger, hook))
 
     def execute_complete(self, context: Context, event: dict) -> dict:
         """Raise the wait's exception for a failed event; return the crossing."""
@@ -226,10 +239,13 @@ class StreamWindowSensor(StreamWatermarkSensor):
         self.log.info("Stream %s: waiting for window %s to close", self._stream,
                       window_partition_key(Window(cursor, cursor + self._size_ms)))
         trigger = self.trigger(deadline)
+        hook = FlinkRestHook(self.flink_conn_id)
         if self.deferrable:
+            event = first_look(trigger, hook)
+            if event is not None:
+                return self.execute_complete(context, event, cursor)
             self.defer(trigger=trigger, method_name="execute_complete", kwargs={"cursor": cursor})
-        return self.execute_complete(context, run_trigger_blocking(trigger, FlinkRestHook(self.flink_conn_id)),
-                                     cursor)
+        return self.execute_complete(context, run_trigger_blocking(trigger, hook), cursor)
 
     def execute_complete(self, context: Context, event: dict, cursor: int | None = None) -> dict:
         """Emit every window the crossing closed (after ``cursor``) as a partition of the asset."""
