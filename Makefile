@@ -17,9 +17,9 @@ $(VENV)/.rtml-installed: pyproject.toml constraints/airflow.txt
 	$(VENV)/bin/pip install --quiet -c constraints/airflow.txt -e '.[test,demo]'
 	@touch $@
 
-## demo: install everything, bring the embedded stack up and run the demo
+## demo: install everything, bring the embedded stack up and run the real-time ML chain (3 event-time hours)
 demo: bootstrap
-	$(VENV)/bin/rtml local up
+	$(VENV)/bin/rtml demo $(DEMO_ARGS)
 
 ## test: install everything, bring the embedded stack up, run every test, stop the stack
 test: bootstrap
