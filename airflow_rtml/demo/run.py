@@ -48,6 +48,14 @@ class AirflowApi:
     def pause(self, dag: str, paused: bool) -> None:
         self.c.patch(f"/dags/{dag}", json={"is_paused": paused}).raise_for_status()
 
+    def stop_runs(self, dag: str) -> None:
+        """Mark the DAG's unfinished runs failed: a paused continuous DAG keeps its deferred run, which would
+        hold its one active slot (waiting on a previous chain) when the DAG is unpaused again."""
+        for state in ("running", "queued"):
+            runs = self.c.get(f"/dags/{dag}/dagRuns", params={"state": state, "limit": 100}).json()
+            for run in runs.get("dag_runs", []):
+                self.c.patch(f"/dags/{dag}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
+
     def trigger(self, dag: str) -> str:
         run_id = f"rtml-demo-{time.time_ns()}"
         self.c.post(f"/dags/{dag}/dagRuns", json={"dag_run_id": run_id, "logical_date": None}).raise_for_status()
@@ -135,6 +143,8 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
     api.set_variable("rtml_demo", {"prefix": chain.prefix, "job_prefix": chain.job_prefix,
                                    "bootstrap": chain.bootstrap, "start_ms": source_cfg.start_ms})
     api.wait_parsed(DAGS)
+    for dag in CONTINUOUS:
+        api.stop_runs(dag)  # a previous demo's producer run must not hold the slot
     for dag in DAGS:
         api.pause(dag, False)
     streams_run = api.trigger("rtml_demo_streams")
@@ -175,6 +185,7 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
         if not keep:
             for dag in CONTINUOUS:
                 api.pause(dag, True)
+                api.stop_runs(dag)
             _cancel_jobs(stack, chain)
             if started:
                 progress("[demo] stopping the services this demo started")

@@ -35,6 +35,7 @@ def demo(stack_config):
     api = AirflowApi(stack_config.airflow_url)
     for dag in ("rtml_demo_sample_hours", "rtml_demo_eval_hours"):
         api.pause(dag, True)
+        api.stop_runs(dag)
     _cancel_jobs(None, Chain(prefix=summary["prefix"], job_prefix=summary["chain"]))
 
 
