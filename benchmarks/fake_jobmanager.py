@@ -51,6 +51,9 @@ class FakeJobManager:
              "/jobs/{id}/vertices/{vid}/watermarks", self._watermarks),
             (re.compile(r"^/jobs/([0-9a-f]{32})/checkpoints$"), "/jobs/{id}/checkpoints", self._checkpoints),
             (re.compile(r"^/jobs/([0-9a-f]{32})/exceptions$"), "/jobs/{id}/exceptions", self._exceptions),
+            (re.compile(r"^/taskmanagers$"), "/taskmanagers", self._taskmanagers),
+            # The TaskManager's Prometheus reporter, served on the same port (counted as its own path).
+            (re.compile(r"^/metrics$"), "/metrics (TaskManager reporter)", self._reporter),
         ]
 
     # ------------------------------------------------------------------ payloads (Flink 2.x shapes)
@@ -135,6 +138,25 @@ class FakeJobManager:
             raise KeyError(vid)
         return [{"id": f"{k}.currentInputWatermark", "value": str(value - k)} for k in range(self.parallelism)]
 
+    def _taskmanagers(self) -> dict:
+        return {"taskmanagers": [{"id": "127.0.0.1:35541-a9de52", "slotsNumber": 8, "freeSlots": 0,
+                                  "path": "pekko.tcp://flink@127.0.0.1:35541/user/rpc/taskmanager_0"}]}
+
+    def _reporter(self) -> str:
+        """What a Flink 2.2 TaskManager's PrometheusReporter answers to ``?name[]=…currentInputWatermark``: one
+        line per running task (the sink vertices; a source task has no input watermark) with the real labels."""
+        now = int(time.time() * 1000)
+        name = "flink_taskmanager_job_task_currentInputWatermark"
+        lines = [f"# HELP {name} currentInputWatermark (scope: taskmanager_job_task)", f"# TYPE {name} gauge"]
+        for j in self.jobs.values():
+            for k in range(self.parallelism):
+                lines.append(
+                    f'{name}{{job_id="{j["jid"]}",task_id="{j["sink"]}",task_attempt_id="{_hex(j["jid"])}_{j["sink"]}'
+                    f'_{k}_0",host="127_0_0_1",task_name="GlobalWindowAggregate_5_____Calc_6_____Sink:_Writer",'
+                    f'task_attempt_num="0",job_name="{j["name"].replace("-", "_")}",tm_id="127_0_0_1:35541_a9de52",'
+                    f'subtask_index="{k}",}} {float(now - LAG_MS - k)!r}')
+        return "\n".join(lines) + "\n"
+
     def _checkpoints(self, jid: str) -> dict:
         now = int(time.time() * 1000)
         n = max(1, (now - self.started_ms) // 10_000)
@@ -195,11 +217,13 @@ async def _serve_connection(jm: FakeJobManager, reader: asyncio.StreamReader, wr
             if length:
                 await reader.readexactly(length)
             status, body = jm.handle(method, target)
-            payload = json.dumps(body, separators=(",", ":")).encode()
+            text = isinstance(body, str)
+            payload = body.encode() if text else json.dumps(body, separators=(",", ":")).encode()
+            ctype = "text/plain; version=0.0.4; charset=utf-8" if text else "application/json; charset=UTF-8"
             close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
             writer.write(
                 f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-                f"Content-Type: application/json; charset=UTF-8\r\nContent-Length: {len(payload)}\r\n"
+                f"Content-Type: {ctype}\r\nContent-Length: {len(payload)}\r\n"
                 f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n".encode("latin-1") + payload
             )
             await writer.drain()

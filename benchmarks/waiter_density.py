@@ -10,6 +10,9 @@ Implementations:
 
 * ``ours`` — ``airflow_rtml.triggers.watermark.FlinkWatermarkTrigger`` by job name (N waits over ``--jobs`` jobs;
   waits on one job share one poll loop).
+* ``ours-reporter`` — the same trigger on a connection with ``metrics_reporter_port``: job states from the shared
+  ``/jobs/overview``, watermarks of every job from one scrape of the TaskManager's Prometheus reporter (the fake
+  serves ``/taskmanagers`` and the reporter's ``/metrics`` on its own port; both are counted).
 * ``peer`` — ``airflow.providers.http.triggers.http.HttpEventTrigger`` per wait, GET on the job's sink vertex
   ``/watermarks`` with an async response check parsing the watermark (``peer_watermark_check.py``); no shared key,
   so each wait runs its own ``run()`` loop. DESIGN.md section 6 explains why this, not ``HttpSensor``, is the
@@ -23,7 +26,7 @@ or all at once (``burst``).
 
 Measured per configuration, over a fixed window after a warm-up:
 
-* JobManager requests/min — the fake server's own counter (``GET /__count``) at window start and end;
+* JobManager requests/min — the fake server's own counter, reporter scrapes included, (``GET /__count``) at window start and end;
 * RSS added — median RSS over the window minus RSS before the first trigger was created (after imports and
   ``gc.collect()``), also scaled to 1,000 waits (only meaningful for large N: fixed costs dominate at N=10);
 * CPU % of the process (user+system, all threads; 100 % = one core) over the window;
@@ -71,7 +74,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 FAR_FUTURE_MS = 4_102_444_800_000  # 2100-01-01: never reached during a run
-IMPLS = ("ours", "peer", "floor")
+IMPLS = ("ours", "ours-reporter", "peer", "floor")
 WINDOW_START, WINDOW_END = "=== waiter_density window start ===", "=== waiter_density window end ==="
 
 
@@ -85,13 +88,15 @@ def _hex(seed: str) -> str:
 def make_triggers(impl: str, n: int, jobs: int, poll: float) -> list:
     """N trigger objects, built from kwargs as the triggerer deserializes them. Wait i is on job ``i % jobs``."""
     triggers = []
-    if impl == "ours":
+    if impl in ("ours", "ours-reporter"):
         from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger
 
         deadline = time.time() + 86_400
+        conn_id = "flink_reporter" if impl == "ours-reporter" else "flink_default"
         for i in range(n):
             kwargs = FlinkWatermarkTrigger(threshold_ms=FAR_FUTURE_MS + i, job_name=f"bench-job-{i % jobs}",
-                                           poll_interval=poll, deadline=deadline).serialize()[1]
+                                           poll_interval=poll, deadline=deadline,
+                                           flink_conn_id=conn_id).serialize()[1]
             triggers.append(FlinkWatermarkTrigger(**kwargs))
     elif impl == "peer":
         from airflow.providers.http.triggers.http import HttpEventTrigger
@@ -412,7 +417,7 @@ def plan(quick: bool) -> list[dict]:
     """Configurations in run order: the pair (ours, peer) back to back for each (poll, N, start)."""
     def pair(n: int, poll: float, warmup: float, duration: float, start: str = "spread") -> list[dict]:
         return [dict(impl=impl, n=n, poll=poll, warmup=warmup, duration=duration, start=start)
-                for impl in ("ours", "peer")]
+                for impl in ("ours", "ours-reporter", "peer")]
 
     if quick:
         return [c for n in (10, 1000) for c in pair(n, 5.0, 7.0, 15.0)]
@@ -432,7 +437,7 @@ def _fmt(v, nd=1) -> str:
     return f"{v:,}"
 
 
-LABELS = {"ours": "ours (FlinkWatermarkTrigger)", "peer": "peer (HttpEventTrigger)", "floor": "floor (DateTimeTrigger)"}
+LABELS = {"ours": "ours (FlinkWatermarkTrigger)", "ours-reporter": "ours, reporter source (same trigger)", "peer": "peer (HttpEventTrigger)", "floor": "floor (DateTimeTrigger)"}
 
 
 def _key(r: dict, impl: str | None = None) -> tuple:
@@ -449,7 +454,7 @@ def markdown(results: list[dict]) -> str:
     ]
     for r in results:
         ratio = "—"
-        if r["impl"] == "ours" and (peer := by.get(_key(r, "peer"))) and r["requests_per_min"]:
+        if r["impl"].startswith("ours") and (peer := by.get(_key(r, "peer"))) and r["requests_per_min"]:
             ratio = f"{peer['requests_per_min'] / r['requests_per_min']:,.1f}×"
         lines.append(
             f"| {r['poll']:g} s | {r['start']} | {r['n']:,} | {LABELS[r['impl']]} | {_fmt(r['requests_per_min'], 0)} "
@@ -465,11 +470,11 @@ def targets(results: list[dict]) -> list[dict]:
     by = {_key(r): r for r in results}
     checks = []
     for r in results:
-        if r["impl"] != "ours" or r["n"] != 1000:
+        if not r["impl"].startswith("ours") or r["n"] != 1000:
             continue
         peer = by.get(_key(r, "peer"))
         ratio = peer["requests_per_min"] / r["requests_per_min"] if peer and r["requests_per_min"] else None
-        shape = {"poll": r["poll"], "start": r["start"]}
+        shape = {"impl": r["impl"], "poll": r["poll"], "start": r["start"]}
         checks += [
             {**shape, "target": "JobManager requests >= 100x fewer than the peer at 1,000 waits",
              "measured": None if ratio is None else round(ratio, 1), "met": None if ratio is None else ratio >= 100},
@@ -527,6 +532,7 @@ def main() -> None:
     env.update(
         AIRFLOW_HOME=str(airflow_home),
         AIRFLOW_CONN_FLINK_DEFAULT=f"flink-rest://127.0.0.1:{args.port}",
+        AIRFLOW_CONN_FLINK_REPORTER=f"flink-rest://127.0.0.1:{args.port}?metrics_reporter_port={args.port}",
         AIRFLOW_CONN_FLINK_HTTP=f"http://127.0.0.1:{args.port}",
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         PYTHONUNBUFFERED="1",
@@ -536,7 +542,7 @@ def main() -> None:
     try:
         for i, cfg in enumerate(cfgs, 1):
             cfg = dict(cfg, jobs=args.jobs, port=args.port, server_pid=server.pid)
-            print(f"[{i}/{len(cfgs)}] {cfg['impl']:5} N={cfg['n']:<5} poll={cfg['poll']:g}s {cfg['start']:6}: warm-up {cfg['warmup']:g}s, "
+            print(f"[{i}/{len(cfgs)}] {cfg['impl']:13} N={cfg['n']:<5} poll={cfg['poll']:g}s {cfg['start']:6}: warm-up {cfg['warmup']:g}s, "
                   f"window {cfg['duration']:g}s ...", end=" ", flush=True)
             r = run_config(cfg, env, logdir)
             results.append(r)
@@ -580,7 +586,7 @@ def main() -> None:
     print()
     for t in doc["targets"]:
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
-        print(f"  target ({t['poll']:g} s poll, {t['start']} start) {t['target']}: {t['measured']} -> {met}")
+        print(f"  target ({t['impl']}, {t['poll']:g} s poll, {t['start']} start) {t['target']}: {t['measured']} -> {met}")
     print(f"\nload average (1 min) start {load_start[0]:.2f}, end {load_end[0]:.2f}; results: {out}; logs: {logdir}")
 
 

@@ -46,5 +46,7 @@ def hook(stack, monkeypatch):
     ports = stack.cfg.ports
     monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{ports.flink_rest}")
     monkeypatch.setenv("AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT", f"flink-sql-gateway://127.0.0.1:{ports.flink_sql_gateway}")
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_REPORTER",
+                       f"flink-rest://127.0.0.1:{ports.flink_rest}?metrics_reporter_port={ports.flink_tm_metrics}")
     monkeypatch.setenv("RTML_FLINK_PYTHON_JAR", str(stack.cfg.flink_python_jar))
     return FlinkRestHook()

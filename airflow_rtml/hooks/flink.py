@@ -9,7 +9,12 @@ passed to the HTTP client):
 * ``client_cert`` / ``client_key`` — paths of a client certificate and key (mutual TLS);
 * ``bearer_token`` — token for an auth proxy in front of the JobManager (instead of basic auth);
 * ``timeout`` — per-request timeout in seconds (default 10);
-* ``web_ui_url`` — base URL of the Flink web UI if it differs from the REST URL (used by extra links).
+* ``web_ui_url`` — base URL of the Flink web UI if it differs from the REST URL (used by extra links);
+* ``metrics_reporter_port`` — port of the TaskManagers' Prometheus metric reporter (``PrometheusReporterFactory``);
+  the TaskManagers' hosts come from ``GET /taskmanagers``. Watermark waits then read ``currentInputWatermark``
+  from the reporters: one scrape per TaskManager and poll for every job on the cluster, instead of one
+  JobManager request per job, and live values instead of the JobManager's metric cache;
+* ``metrics_reporter_urls`` — the reporters' URLs (a list or comma-separated), instead of discovery by port.
 
 Retries: connection errors, timeouts, 5xx and 429 are retried with exponential backoff
 (``retry_limit`` attempts in all); every other error is raised at once as a specific exception.
@@ -38,7 +43,13 @@ from airflow_rtml.exceptions import (
     FlinkJobNotFound,
 )
 
-ALLOWED_EXTRAS = ("verify", "ca_bundle", "client_cert", "client_key", "bearer_token", "timeout", "web_ui_url")
+ALLOWED_EXTRAS = ("verify", "ca_bundle", "client_cert", "client_key", "bearer_token", "timeout", "web_ui_url",
+                  "metrics_reporter_port", "metrics_reporter_urls")
+
+#: The Prometheus reporter's name for a task's ``currentInputWatermark`` (scope ``taskmanager_job_task``).
+REPORTER_INPUT_WATERMARK = "flink_taskmanager_job_task_currentInputWatermark"
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+_TM_HOST = re.compile(r"@\[?([^\]/@]+?)\]?:\d+/")
 
 
 class JobState(str, Enum):
@@ -181,6 +192,30 @@ def short_cause(text: str | None, lines: int = 12) -> str:
     return "\n".join(kept[-lines:] if len(kept) > lines else kept)
 
 
+
+def parse_reporter_watermarks(text: str) -> dict[tuple[str, str], dict[int, tuple[int, str]]]:
+    """``(job_id, vertex_id) -> {subtask index: (attempt number, value)}`` from a Prometheus reporter's
+    exposition text; only :data:`REPORTER_INPUT_WATERMARK` samples are read (other lines are skipped without
+    parsing). Of two attempts of one subtask (a failover in progress) the newer one wins."""
+    out: dict[tuple[str, str], dict[int, tuple[int, str]]] = {}
+    prefix = REPORTER_INPUT_WATERMARK + "{"
+    for line in text.splitlines():
+        if not line.startswith(prefix):
+            continue
+        labels_end = line.rfind("}")
+        labels = dict(_LABEL.findall(line[len(prefix):labels_end]))
+        value = line[labels_end + 1:].split()[0]
+        try:
+            key = (labels["job_id"], labels["task_id"])
+            subtask, attempt = int(labels["subtask_index"]), int(labels.get("task_attempt_num", 0))
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"reporter line without job_id/task_id/subtask_index labels: {line[:300]!r}") from exc
+        parts = out.setdefault(key, {})
+        if subtask not in parts or parts[subtask][0] <= attempt:
+            parts[subtask] = (attempt, value)
+    return out
+
+
 @dataclass(frozen=True)
 class _Call:
     """One REST call: what to send, how to read the answer, what a 404 means."""
@@ -191,6 +226,7 @@ class _Call:
     params: dict | None = None
     files: dict | None = None
     parse: Callable[[Any], Any] = lambda body: body
+    text: bool = False  # the body is text (a metric reporter's exposition format), not JSON
     not_found: Callable[[], Exception] | None = None
     retry: bool = True  # False: a 5xx means a permanent error here (the SQL Gateway's failed statements)
 
@@ -308,7 +344,29 @@ class FlinkHttpHook(BaseHook):
             timeout = float(extra.get("timeout", 10))
         except (TypeError, ValueError) as exc:
             raise FlinkConfigurationError(f"Connection {conn.conn_id!r}: extra 'timeout' must be a number of seconds.") from exc
+        reporter_port = extra.get("metrics_reporter_port")
+        if reporter_port not in (None, ""):
+            try:
+                reporter_port = int(reporter_port)
+            except (TypeError, ValueError) as exc:
+                raise FlinkConfigurationError(
+                    f"Connection {conn.conn_id!r}: extra 'metrics_reporter_port' must be a port number, got "
+                    f"{reporter_port!r}."
+                ) from exc
+        else:
+            reporter_port = None
+        reporter_urls = extra.get("metrics_reporter_urls") or []
+        if isinstance(reporter_urls, str):
+            reporter_urls = [u.strip() for u in reporter_urls.split(",") if u.strip()]
+        bad = [u for u in reporter_urls if not str(u).startswith(("http://", "https://"))]
+        if bad:
+            raise FlinkConfigurationError(
+                f"Connection {conn.conn_id!r}: extra 'metrics_reporter_urls' must be http(s) URLs of the "
+                f"TaskManagers' Prometheus reporters (e.g. http://tm-0:9249/metrics), got {bad}."
+            )
         return {
+            "reporter_port": reporter_port,
+            "reporter_urls": [str(u) for u in reporter_urls],
             "base_url": base_url,
             "verify": verify,
             "cert": cert,
@@ -335,7 +393,7 @@ class FlinkHttpHook(BaseHook):
     # ------------------------------------------------------------------ transport
     def _client_kwargs(self, s: dict[str, Any]) -> dict[str, Any]:
         # Plain http needs no TLS context (building one loads the CA bundle: ~1 MB and ~20 ms of blocked loop).
-        tls = s["base_url"].startswith("https://")
+        tls = any(u.startswith("https://") for u in [s["base_url"], *s.get("reporter_urls", ())])
         kw = {"base_url": s["base_url"], "verify": s["verify"] if tls else False, "cert": s["cert"] if tls else None,
               "headers": s["headers"], "timeout": s["timeout"]}
         if s["auth"]:
@@ -370,7 +428,7 @@ class FlinkHttpHook(BaseHook):
                 resp.text,
             )
         try:
-            body = resp.json() if resp.content else None
+            body = resp.text if call.text else resp.json() if resp.content else None
             return call.parse(body)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FlinkApiError(
@@ -416,7 +474,14 @@ class FlinkHttpHook(BaseHook):
                 client = self._aclient or await stack.enter_async_context(httpx.AsyncClient(**self._client_kwargs(s)))
                 async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs(call)):
                     with attempt:
-                        resp = await client.request(call.method, call.path, **kw)
+                        if call.path.startswith(("http://", "https://")):
+                            # Another server of the cluster (a TaskManager's reporter): not the JobManager's
+                            # credentials.
+                            req = client.build_request(call.method, call.path, **kw)
+                            req.headers.pop("Authorization", None)
+                            resp = await client.send(req, auth=None)
+                        else:
+                            resp = await client.request(call.method, call.path, **kw)
                         self._raise_if_retryable(resp)
         except httpx.TransportError as exc:
             raise self._unreachable(call, exc) from exc
@@ -468,6 +533,14 @@ class FlinkRestHook(FlinkHttpHook):
             f"look the job up by name) or whether the job's history expired.",
             job_id=job_id,
         )
+
+    def _c_taskmanager_hosts(self) -> _Call:
+        return _Call("GET", "/taskmanagers", parse=lambda b: sorted(
+            {m.group(1) for tm in b.get("taskmanagers", []) if (m := _TM_HOST.search(tm.get("path", "")))}))
+
+    def _c_reporter_watermarks(self, url: str) -> _Call:
+        return _Call("GET", url, params={"name[]": REPORTER_INPUT_WATERMARK}, text=True,
+                     parse=parse_reporter_watermarks)
 
     def _c_jobs(self) -> _Call:
         return _Call("GET", "/jobs/overview", parse=lambda b: [JobOverview.from_json(j) for j in b.get("jobs", [])])
@@ -691,3 +764,19 @@ class FlinkRestHook(FlinkHttpHook):
 
     async def a_get_savepoint_status(self, job_id: str, trigger_id: str) -> SavepointStatus:
         return await self._acall(self._c_savepoint_status(job_id, trigger_id))
+
+    async def a_reporter_urls(self) -> list[str]:
+        """The TaskManagers' Prometheus reporter URLs: ``metrics_reporter_urls``, or each TaskManager host
+        (``GET /taskmanagers``) with ``metrics_reporter_port``; ``[]`` when the connection names no reporter."""
+        s = await self._aget_settings()
+        if s["reporter_urls"]:
+            return list(s["reporter_urls"])
+        if s["reporter_port"] is None:
+            return []
+        scheme = s["base_url"].split("://", 1)[0]
+        hosts = await self._acall(self._c_taskmanager_hosts())
+        return [f"{scheme}://{h}:{s['reporter_port']}/metrics" for h in hosts]
+
+    async def a_scrape_reporter_watermarks(self, url: str) -> dict[tuple[str, str], dict[int, tuple[int, str]]]:
+        """Every task's ``currentInputWatermark`` that one TaskManager's Prometheus reporter serves (all jobs)."""
+        return await self._acall(self._c_reporter_watermarks(url))

@@ -30,6 +30,7 @@ class Ports:
     flink_rest: int = 8081
     flink_rpc: int = 6123
     flink_sql_gateway: int = 8083
+    flink_tm_metrics: int = 9249
     kafka: int = 9092
     kafka_controller: int = 9093
     airflow_api: int = 8080
@@ -137,6 +138,10 @@ class StackConfig:
     @property
     def flink_rest_url(self) -> str:
         return f"http://{HOST}:{self.ports.flink_rest}"
+
+    @property
+    def flink_tm_metrics_url(self) -> str:
+        return f"http://{HOST}:{self.ports.flink_tm_metrics}/metrics"
 
     @property
     def flink_sql_gateway_url(self) -> str:

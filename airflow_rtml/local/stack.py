@@ -214,10 +214,27 @@ class FlinkJobManager(_FlinkProcess):
 
 
 class FlinkTaskManager(_FlinkProcess):
-    """Flink TaskManager with 8 slots, registered with the local JobManager."""
+    """Flink TaskManager with 8 slots, registered with the local JobManager. Its Prometheus reporter (the plugin
+    the distribution ships) serves every task's metrics on 127.0.0.1:9249, for ``watermark_source="prometheus"``."""
 
     name = "flink-taskmanager"
     role = "taskmanager"
+
+    def __init__(self, cfg: StackConfig):
+        super().__init__(cfg)
+        self.ports = ((cfg.ports.flink_tm_metrics, "Flink TaskManager Prometheus reporter"),)
+
+    def command(self) -> list[str]:
+        # Only the TaskManager reports (dynamic properties): a shared config.yaml would make the JobManager take
+        # the port first.
+        return super().command() + [
+            "-Dmetrics.reporter.prom.factory.class=org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+            f"-Dmetrics.reporter.prom.host={HOST}",
+            f"-Dmetrics.reporter.prom.port={self.cfg.ports.flink_tm_metrics}",
+        ]
+
+    def urls(self) -> list[str]:
+        return [f"Flink TaskManager metrics (Prometheus): {self.cfg.flink_tm_metrics_url}"]
 
     def health(self) -> tuple[bool, str]:
         overview = _get_json(f"{self.cfg.flink_rest_url}/overview")
@@ -425,6 +442,8 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         # Connections of the local stack (Flink REST, Kafka) as URIs, so DAGs run unchanged elsewhere.
         "AIRFLOW_CONN_FLINK_DEFAULT": f"flink-rest://{HOST}:{p.flink_rest}",
         "AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT": f"flink-sql-gateway://{HOST}:{p.flink_sql_gateway}",
+        # The same cluster, watermarks read from the TaskManager's Prometheus reporter (one scrape for all jobs).
+        "AIRFLOW_CONN_FLINK_REPORTER": f"flink-rest://{HOST}:{p.flink_rest}?metrics_reporter_port={p.flink_tm_metrics}",
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
             {"conn_type": "kafka", "extra": {"bootstrap.servers": cfg.kafka_bootstrap}}
         ),

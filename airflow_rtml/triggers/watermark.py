@@ -20,8 +20,10 @@ a failover never un-fires it; in commit-aware mode it also waits for a checkpoin
 crossing was observed, so an exactly-once sink has committed the window. A FAILED/CANCELED job fails the wait
 at its next poll with Flink's root cause; a RUNNING stream whose progress does not move for ``stall_timeout``
 seconds fails it with ``reason="stalled"`` (never a silent hang); JobManager outages are retried until the
-absolute ``deadline``, which survives triggerer restarts. Not guaranteed: the metric is up to
-``metrics.fetcher.update-interval`` (1 s on the local stack) old, so a crossing is seen that much later.
+absolute ``deadline``, which survives triggerer restarts. Not guaranteed: read through the JobManager, the
+metric is up to ``metrics.fetcher.update-interval`` (1 s on the local stack) old, so a crossing is seen that
+much later; read from the TaskManagers' Prometheus reporters (connection extra ``metrics_reporter_port`` or
+``metrics_reporter_urls``) it is live, and one scrape per TaskManager serves every job on the cluster.
 """
 
 from __future__ import annotations
@@ -30,15 +32,23 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import aclosing
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_rtml.exceptions import FlinkApiError, FlinkConfigurationError, FlinkConnectionError, FlinkJobNotFound
-from airflow_rtml.hooks.flink import FlinkRestHook, JobDetail, JobOverview, JobState, short_cause
+from airflow_rtml.hooks.flink import (
+    REPORTER_INPUT_WATERMARK,
+    FlinkRestHook,
+    JobDetail,
+    JobOverview,
+    JobState,
+    short_cause,
+)
 from airflow_rtml.progress import (
+    END_OF_STREAM,
     NO_WATERMARK,
     MonotoneProgress,
     StallDetector,
@@ -75,29 +85,29 @@ def pick_vertices(detail: JobDetail, plan: dict, vertex: str | None) -> list[str
     return matches
 
 
-class JobsOverviewCache:
-    """One ``GET /jobs/overview`` per connection per ``max_age``, shared by every poll loop of an event loop (the
-    triggerer's): the job states of all streams on a cluster cost one request per poll interval, not one per
-    job. Concurrent callers await the same in-flight request."""
+class SharedFetches:
+    """One fetch per key and ``max_age``, shared by every poll loop of an event loop (the triggerer's): the job
+    states of all streams on a cluster cost one ``GET /jobs/overview`` per poll interval, and their reporter
+    watermarks one scrape per TaskManager, whatever the number of streams. Concurrent callers await the same
+    in-flight fetch."""
 
     def __init__(self) -> None:
         # Per event loop (futures belong to one loop); a finished loop's entries go with it.
         self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    async def get(self, hook: FlinkRestHook, max_age: float) -> list[JobOverview]:
+    async def get(self, key: Hashable, max_age: float, fetch: Callable[[], Awaitable[Any]]) -> Any:
         loop = asyncio.get_running_loop()
         fresh, inflight = self._per_loop.setdefault(loop, ({}, {}))
-        key = hook.conn_id
         if key in fresh and time.monotonic() - fresh[key][0] < max_age:
             return fresh[key][1]
         if key in inflight:
             return await asyncio.shield(inflight[key])
         future = inflight[key] = loop.create_future()
         try:
-            jobs = await hook.a_list_jobs()
-            fresh[key] = (time.monotonic(), jobs)
-            future.set_result(jobs)
-            return jobs
+            value = await fetch()
+            fresh[key] = (time.monotonic(), value)
+            future.set_result(value)
+            return value
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
@@ -105,8 +115,53 @@ class JobsOverviewCache:
         finally:
             del inflight[key]
 
+    def forget(self, key: Hashable) -> None:
+        """Drop a cached value of the running event loop (the next :meth:`get` fetches again)."""
+        entry = self._per_loop.get(asyncio.get_running_loop())
+        if entry is not None:
+            entry[0].pop(key, None)
 
-JOBS_OVERVIEW = JobsOverviewCache()
+
+SHARED = SharedFetches()
+#: How long a TaskManager list found through ``GET /taskmanagers`` is reused (reporter discovery).
+REPORTER_DISCOVERY_MAX_AGE = 30.0
+_REPORTER_ERRORS: dict[str, str] = {}
+
+
+async def jobs_overview(hook: FlinkRestHook, max_age: float) -> list[JobOverview]:
+    """Every job's state on the hook's cluster, through :data:`SHARED`."""
+    return await SHARED.get(("jobs", hook.conn_id), max_age, hook.a_list_jobs)
+
+
+async def reporter_watermarks(hook: FlinkRestHook, max_age: float) -> dict | None:
+    """Every task's ``currentInputWatermark`` from the cluster's TaskManager reporters, through :data:`SHARED`
+    (one scrape per TaskManager and ``max_age``); ``None`` if the connection names no reporter. A reporter that
+    does not answer is skipped (its tasks then count as unknown) unless none answers."""
+    urls = await SHARED.get(("reporter-urls", hook.conn_id), REPORTER_DISCOVERY_MAX_AGE, hook.a_reporter_urls)
+    if not urls:
+        return None
+
+    async def scrape_all() -> dict:
+        results = await asyncio.gather(*(hook.a_scrape_reporter_watermarks(u) for u in urls), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors and len(errors) == len(results):
+            raise errors[0]
+        merged: dict = {}
+        for url, part in zip(urls, results):
+            if isinstance(part, BaseException):
+                if _REPORTER_ERRORS.get(url) != str(part):  # once per error, not once per poll
+                    log.warning("Flink metric reporter %s skipped (its tasks count as unknown): %s", url, part)
+                _REPORTER_ERRORS[url] = str(part)
+                continue
+            _REPORTER_ERRORS.pop(url, None)
+            for key, subtasks in part.items():
+                into = merged.setdefault(key, {})
+                for index, (attempt, value) in subtasks.items():
+                    if index not in into or into[index][0] <= attempt:
+                        into[index] = (attempt, value)
+        return merged
+
+    return await SHARED.get(("reporters", hook.conn_id), max_age, scrape_all)
 
 
 class FlinkProgressPoller:
@@ -115,7 +170,7 @@ class FlinkProgressPoller:
     Snapshot: ``{"at": epoch s, "job_id", "state", "progress_ms", "checkpoint_id", "checkpoint_trigger_ms",
     "root_cause", "error", "error_kind": None | "unreachable" | "not_found" | "api" | "config"}``.
     Requests per poll of a RUNNING job: one watermark call per picked vertex (+ checkpoints when commit-aware);
-    the job's state comes from the process-wide :data:`JOBS_OVERVIEW` (one request per cluster per interval,
+    the job's state comes from the process-wide :data:`SHARED` overview (one request per cluster per interval,
     whatever the number of streams); detail and plan once per job id; the root cause only on failure.
     An unreachable JobManager is logged once per stream, not once per waiter.
     """
@@ -127,6 +182,7 @@ class FlinkProgressPoller:
         self.commit_aware, self.poll_interval = commit_aware, poll_interval
         self._job_id: str | None = job_id
         self._vertices: dict[str, list[str]] = {}
+        self._parallelism: dict[str, int] = {}
         self._last_error: str | None = None
 
     async def snapshots(self) -> AsyncIterator[dict]:
@@ -157,7 +213,7 @@ class FlinkProgressPoller:
         return snap
 
     async def _poll(self, snap: dict) -> None:
-        jobs = await JOBS_OVERVIEW.get(self.hook, max_age=self.poll_interval * 0.9)
+        jobs = await jobs_overview(self.hook, max_age=self.poll_interval * 0.9)
         if self.fixed_job_id is None and self._job_id is None:
             self._job_id = self._resolve_name(jobs)
         snap["job_id"] = self._job_id
@@ -182,10 +238,17 @@ class FlinkProgressPoller:
         if self._job_id not in self._vertices:
             detail = await self.hook.a_get_job(self._job_id)
             plan = await self.hook.a_get_job_plan(self._job_id)
-            self._vertices = {self._job_id: pick_vertices(detail, plan, self.vertex)}
+            picked = pick_vertices(detail, plan, self.vertex)
+            self._vertices = {self._job_id: picked}
+            self._parallelism = {v.vertex_id: v.parallelism for v in detail.vertices if v.vertex_id in picked}
+        reported = None
+        if self.metric == INPUT_WATERMARK:
+            reported = await reporter_watermarks(self.hook, max_age=self.poll_interval * 0.9)
         parts: list[int | None] = []
         for vertex_id in self._vertices[self._job_id]:
-            if self.metric == INPUT_WATERMARK:
+            if reported is not None:
+                parts.append(self._from_reporters(reported, vertex_id))
+            elif self.metric == INPUT_WATERMARK:
                 values = await self.hook.a_get_vertex_watermarks(self._job_id, vertex_id)
                 per_subtask = [parse_watermark(v, origin=f"Flink metric {k!r}") for k, v in values.items()
                                if k.endswith("." + INPUT_WATERMARK)]
@@ -197,6 +260,21 @@ class FlinkProgressPoller:
         if self.commit_aware:
             cp = await self.hook.a_get_checkpoints(self._job_id)
             snap["checkpoint_id"], snap["checkpoint_trigger_ms"] = cp.latest_completed_id, cp.latest_completed_trigger_ms
+
+    def _from_reporters(self, reported: dict, vertex_id: str) -> int | None:
+        """A vertex's progress from the reporters: the minimum over all its subtasks, or None (unknown) unless
+        every subtask of the current parallelism reported: a missing one (on a TaskManager that did not answer,
+        or not yet registered after a failover) must not raise the minimum."""
+        subtasks = reported.get((self._job_id, vertex_id), {})
+        expected = self._parallelism.get(vertex_id, 1)
+        if any(i not in subtasks for i in range(expected)):
+            if len(subtasks) > expected:  # rescaled up: read the job's vertices again
+                self._vertices.pop(self._job_id, None)
+            else:
+                SHARED.forget(("reporter-urls", self.hook.conn_id))  # a TaskManager may be new: discover again
+            return None
+        return combine(parse_watermark(value, origin=f"Flink reporter {REPORTER_INPUT_WATERMARK} of subtask {i}")
+                       for i, (_, value) in subtasks.items())
 
     def _resolve_name(self, all_jobs: list[JobOverview]) -> str:
         jobs = [j for j in all_jobs if j.name == self.job_name]
@@ -406,7 +484,8 @@ class FlinkWindowEventTrigger(SharedStreamTrigger):
     Payload: ``{"stream", "job_id", "window_start_ms", "window_end_ms", "window_start", "window_end",
     "watermark_ms"}`` (Airflow stores it in the asset event's ``extra["payload"]``). The first window is the one
     holding the job's progress when the watcher starts; the last fired window end is kept in the asset's state
-    store (Airflow 3.3), so a restarted triggerer resumes after it. Delivery across a triggerer crash is
+    store (Airflow 3.3), so a restarted triggerer resumes after it. An input that ends (``END_OF_STREAM``) closes
+    the window of the last progress observed before it, no later one. Delivery across a triggerer crash is
     at-least-once (the cursor is saved after the event is yielded); Airflow 3.3 does not attach partition keys
     to watcher events, so for exactly-once runs per window use :class:`~airflow_rtml.sensors.watermark.StreamWindowSensor`
     with a ``PartitionedAssetTimetable``. Shares the poll loop of :class:`FlinkWatermarkTrigger` waits on the
@@ -469,13 +548,23 @@ class FlinkWindowEventTrigger(SharedStreamTrigger):
     async def filter_shared_stream(self, shared_stream: AsyncIterator[dict]) -> AsyncIterator[TriggerEvent]:
         cursor = await self._cursor()
         progress = MonotoneProgress()
+        last_event_time: int | None = None  # the highest progress before the input ended
         async for snap in shared_stream:
             progress.observe(snap.get("progress_ms"))
             if progress.value is None or progress.value == NO_WATERMARK:
                 continue
+            closes = progress.value
+            if closes == END_OF_STREAM:
+                # An ended input closes the window of its last event time, no later one (without this, every
+                # poll would emit 10,000 more windows, forever).
+                if last_event_time is None:
+                    continue
+                closes = window_of(last_event_time, self.window_size_ms, self.offset_ms).end_ms - 1 + self.lateness_ms
+            else:
+                last_event_time = closes
             if cursor is None:
-                cursor = window_of(progress.value, self.window_size_ms, self.offset_ms).start_ms
-            for window in closed_windows(progress.value, self.window_size_ms, after_end_ms=cursor,
+                cursor = window_of(last_event_time, self.window_size_ms, self.offset_ms).start_ms
+            for window in closed_windows(closes, self.window_size_ms, after_end_ms=cursor,
                                          offset_ms=self.offset_ms, lateness_ms=self.lateness_ms):
                 yield TriggerEvent({"stream": self.stream, "job_id": snap.get("job_id"),
                                     "window_start_ms": window.start_ms, "window_end_ms": window.end_ms,

@@ -16,6 +16,8 @@ from airflow_rtml.progress import threshold_for
 from airflow_rtml.sensors.watermark import StreamWatermarkSensor
 from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger
 
+#: Both watermark sources: the JobManager's REST API, and the TaskManager's Prometheus reporter.
+SOURCES = pytest.mark.parametrize("conn_id", ["flink_default", "flink_reporter"])
 HOUR_END = int(datetime(2026, 1, 1, 11, tzinfo=timezone.utc).timestamp() * 1000)  # window [10:00, 11:00)
 
 
@@ -39,7 +41,8 @@ def _first(trigger: FlinkWatermarkTrigger) -> dict:
     return asyncio.run(_afirst(trigger))
 
 
-def test_window_boundary_is_exact_and_nothing_fires_early(job, hook):
+@SOURCES
+def test_window_boundary_is_exact_and_nothing_fires_early(job, hook, conn_id):
     """Progress at end - 2: the wait for window [10:00, 11:00) is still waiting after several poll cycles.
     Progress at end - 1 (Flink's own firing rule): it fires."""
     threshold = threshold_for(HOUR_END)
@@ -49,13 +52,13 @@ def test_window_boundary_is_exact_and_nothing_fires_early(job, hook):
 
     t0 = time.monotonic()
     early = _first(FlinkWatermarkTrigger(threshold_ms=threshold, job_name=job.name, poll_interval=0.5,
-                                         deadline=time.time() + 5))
+                                         deadline=time.time() + 5, flink_conn_id=conn_id))
     assert early["status"] == "timeout" and early["progress_ms"] == HOUR_END - 2, early
     assert time.monotonic() - t0 >= 4.5  # ~10 poll cycles, every one of them saw end - 2 and kept waiting
 
     job.produce(HOUR_END - 1)
     fired = _first(FlinkWatermarkTrigger(threshold_ms=threshold, job_name=job.name, poll_interval=0.5,
-                                         deadline=time.time() + 30))
+                                         deadline=time.time() + 30, flink_conn_id=conn_id))
     assert fired["status"] == "success" and fired["progress_ms"] == HOUR_END - 1, fired
     assert fired["job_id"] == job.job_id and fired["stream"] == job.name
 
@@ -86,13 +89,14 @@ def test_commit_aware_waits_for_a_checkpoint_after_the_crossing(stack, hook):
         hook.cancel_job(job.job_id)
 
 
-def test_a_job_failing_mid_wait_fails_the_wait_with_its_root_cause(job, hook):
+@SOURCES
+def test_a_job_failing_mid_wait_fails_the_wait_with_its_root_cause(job, hook, conn_id):
     job.produce(HOUR_END - 10)
     assert job.wait_progress(hook, HOUR_END - 10) == HOUR_END - 10
 
     async def wait_while_failing():
         trigger = FlinkWatermarkTrigger(threshold_ms=threshold_for(HOUR_END), job_name=job.name, poll_interval=0.5,
-                                        deadline=time.time() + 60)
+                                        deadline=time.time() + 60, flink_conn_id=conn_id)
         waiter = asyncio.ensure_future(_afirst(trigger))
         await asyncio.sleep(2)
         assert not waiter.done()
@@ -108,11 +112,13 @@ def test_a_job_failing_mid_wait_fails_the_wait_with_its_root_cause(job, hook):
     assert took < 15
 
 
-def test_an_idle_source_is_reported_as_a_stall_not_a_hang(job, hook):
+@SOURCES
+def test_an_idle_source_is_reported_as_a_stall_not_a_hang(job, hook, conn_id):
     job.produce(HOUR_END - 60_000)
     assert job.wait_progress(hook, HOUR_END - 60_000) == HOUR_END - 60_000
     event = _first(FlinkWatermarkTrigger(threshold_ms=threshold_for(HOUR_END), job_name=job.name,
-                                         stall_timeout=3, poll_interval=0.5, deadline=time.time() + 60))
+                                         stall_timeout=3, poll_interval=0.5, deadline=time.time() + 60,
+                                         flink_conn_id=conn_id))
     assert event["status"] == "failed" and event["reason"] == "stalled", event
     assert "stalled" in event["message"] and "2026-01-01T10:59:00.000Z" in event["message"]
 
@@ -152,4 +158,45 @@ def test_skew_check_reports_a_downstream_stream_ahead_of_its_upstream(stack, hoo
         assert report["ok"] is False
     finally:
         for j in (upstream, downstream):
+            hook.cancel_job(j.job_id)
+
+
+def test_reporter_source_serves_every_job_from_one_scrape(stack, hook, monkeypatch):
+    """Two jobs, two polls each within one poll interval in one event loop, through the reporter connection:
+    their progress is right, the TaskManager was scraped once, and no per-job watermark request went to the
+    JobManager."""
+    from airflow_rtml.hooks.flink import FlinkRestHook
+    from airflow_rtml.triggers.watermark import FlinkProgressPoller
+
+    jobs = [start_event_time_job(stack), start_event_time_job(stack)]
+    try:
+        for n, j in enumerate(jobs):
+            j.produce(HOUR_END + n)
+            assert j.wait_progress(hook, HOUR_END + n) == HOUR_END + n
+        scrapes = []
+        real_scrape = FlinkRestHook.a_scrape_reporter_watermarks
+
+        async def counting_scrape(self, url):
+            scrapes.append(url)
+            return await real_scrape(self, url)
+
+        async def no_rest_watermarks(self, *args):
+            raise AssertionError("the reporter source asked the JobManager for /watermarks")
+
+        monkeypatch.setattr(FlinkRestHook, "a_scrape_reporter_watermarks", counting_scrape)
+        monkeypatch.setattr(FlinkRestHook, "a_get_vertex_watermarks", no_rest_watermarks)
+
+        async def poll_both():
+            pollers = [FlinkProgressPoller(flink_conn_id="flink_reporter", job_name=j.name, job_id=None, vertex=None,
+                                           metric="currentInputWatermark", commit_aware=False, poll_interval=5)
+                       for j in jobs]
+            for p in pollers:
+                await p.poll_once()  # first poll: vertices and parallelism
+            return await asyncio.gather(*(p.poll_once() for p in pollers))  # within one poll interval
+
+        snaps = asyncio.run(poll_both())
+        assert [s["progress_ms"] for s in snaps] == [HOUR_END, HOUR_END + 1], snaps
+        assert scrapes == [f"http://127.0.0.1:{stack.cfg.ports.flink_tm_metrics}/metrics"], scrapes
+    finally:
+        for j in jobs:
             hook.cancel_job(j.job_id)

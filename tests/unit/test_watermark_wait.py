@@ -171,3 +171,17 @@ def test_window_event_trigger_fires_once_per_window_and_never_again_for_the_same
     assert starts == [END, END + minute, END + 2 * minute]  # the first window holds the first progress
     assert events[0].payload["window_end"] == "2026-01-01T11:01:00.000Z"
     assert events[0].payload["watermark_ms"] == END + minute - 1
+
+
+def test_window_event_trigger_stops_at_the_window_of_the_last_progress_when_the_input_ends():
+    from airflow_rtml.triggers.watermark import FlinkWindowEventTrigger
+
+    minute = 60_000
+    trig = FlinkWindowEventTrigger(window_size_ms=minute, job_name="s", poll_interval=1.0)
+    # A drained or bounded job reports END_OF_STREAM, then FINISHED (no progress): its last window closes, and
+    # no window after it ever does (before the fix: 10,000 more events per poll, forever).
+    events = _events(trig, snap(1, END + 5), snap(2, END + minute + 7), snap(3, END_OF_STREAM),
+                     snap(4, None, state="FINISHED"), snap(5, None, state="FINISHED"))
+    assert [e.payload["window_start_ms"] for e in events] == [END, END + minute]
+    assert _events(FlinkWindowEventTrigger(window_size_ms=minute, job_name="s"), snap(1, END_OF_STREAM),
+                   snap(2, None, state="FINISHED")) == []  # ended before any event time was seen: nothing to close
