@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -27,3 +28,14 @@ def cancel_jobs_named(hook: FlinkRestHook, *names: str) -> None:
         for job in hook.find_jobs_by_name(name):
             if not job.state.is_terminal:
                 hook.cancel_job(job.job_id)
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 1.0):
+    """Call ``check`` until it returns something truthy and return that; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

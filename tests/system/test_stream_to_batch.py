@@ -18,6 +18,7 @@ import httpx
 import psutil
 import pytest
 from event_time import start_event_time_job
+from support import wait_for
 
 from airflow_rtml.local.stack import MARKER, airflow_env
 
@@ -28,15 +29,6 @@ PRODUCER, CONSUMER = "stream_windows_producer", "process_closed_window"
 def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
-
-def _wait_for(what: str, check, timeout: float, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _consumer_runs(client: httpx.Client, keys: set[str]) -> list[dict]:
@@ -79,7 +71,7 @@ def test_each_closed_window_runs_the_downstream_dag_exactly_once_across_a_trigge
         client.delete("/variables/rtml_example_stream")
         assert client.post("/variables", json={"key": "rtml_example_stream", "value": job.name}).status_code in (
             200, 201)
-        _wait_for("the example DAGs to be parsed",
+        wait_for("the example DAGs to be parsed",
                   lambda: all(client.get(f"/dags/{d}").status_code == 200 for d in (PRODUCER, CONSUMER)), 120, 2)
         job.produce(base + 5)  # the stream's first progress lies in window 0
         assert job.wait_progress(hook, base + 5) == base + 5
@@ -88,19 +80,19 @@ def test_each_closed_window_runs_the_downstream_dag_exactly_once_across_a_trigge
 
         # Window 0 is one millisecond short of closed: the sensor defers and nothing runs downstream.
         job.produce(base + MINUTE - 2)
-        _wait_for("the producer's sensor to defer", lambda: _deferred_producer_ti(client), 120)
+        wait_for("the producer's sensor to defer", lambda: _deferred_producer_ti(client), 120)
         time.sleep(5)
         assert _consumer_runs(client, set(keys)) == []
 
         # Kill the triggerer mid-wait and start a new one; the wait resumes from the database.
         _restart_triggerer(stack)
         job.produce(base + MINUTE - 1)  # closes window 0 (progress >= end - 1)
-        runs = _wait_for("the run for window 0", lambda: _consumer_runs(client, {keys[0]}), 240)
+        runs = wait_for("the run for window 0", lambda: _consumer_runs(client, {keys[0]}), 240)
         assert len(runs) == 1
 
         job.produce(base + 3 * MINUTE - 1)  # closes windows 1 and 2 with one watermark step
-        _wait_for("runs for windows 1 and 2", lambda: len(_consumer_runs(client, set(keys))) >= 3, 180)
-        _wait_for("the consumer runs to finish",
+        wait_for("runs for windows 1 and 2", lambda: len(_consumer_runs(client, set(keys))) >= 3, 180)
+        wait_for("the consumer runs to finish",
                   lambda: all(r["state"] == "success" for r in _consumer_runs(client, set(keys))), 180)
         time.sleep(5)  # anything duplicated would show up by now
         runs = _consumer_runs(client, set(keys) | {_iso(base + 3 * MINUTE)})
