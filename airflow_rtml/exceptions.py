@@ -88,6 +88,16 @@ class StreamStalled(RtmlError):
         self.progress_ms = progress_ms
 
 
+class StreamEnded(RtmlError):
+    """A stream's input has ended (watermark ``Long.MAX_VALUE``: drained or bounded) and no further event-time
+    window will close; raised instead of emitting windows without end."""
+
+    def __init__(self, message: str, stream: str, last_event_time_ms: int | None = None):
+        super().__init__(message)
+        self.stream = stream
+        self.last_event_time_ms = last_event_time_ms
+
+
 class KafkaConfigurationError(RtmlError):
     """A ``kafka`` connection or a Kafka progress argument is invalid (e.g. an extra outside the allow-list)."""
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from airflow.sdk import Asset, BaseOperator, Context
 
-from airflow_rtml.exceptions import FlinkConfigurationError
+from airflow_rtml.exceptions import FlinkConfigurationError, StreamEnded
 from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.operators.flink import _default_deferrable
-from airflow_rtml.progress import Window, closed_windows, describe, threshold_for, window_of
+from airflow_rtml.progress import END_OF_STREAM, Window, closed_windows, describe, threshold_for, window_of
 from airflow_rtml.triggers.flink import raise_for_event
 from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger, wait_result
 
@@ -184,6 +184,10 @@ class StreamWindowSensor(StreamWatermarkSensor):
     only when the task succeeds, so a retried or cleared run emits the same keys, never a gap. The first run for
     a stream starts at the window that holds the stream's progress when it first reports one.
 
+    An input that ends (watermark ``Long.MAX_VALUE``, e.g. a drained stop) closes the window of its last event
+    time and no later one; the run after that raises :class:`~airflow_rtml.exceptions.StreamEnded` instead of
+    emitting windows without end.
+
     :param asset: the Asset that stands for the stream's closed windows (set as inlet and outlet).
     :param window: window size (tumbling, aligned to the epoch plus ``offset``, as in Flink).
     :param offset: window offset.
@@ -234,7 +238,7 @@ class StreamWindowSensor(StreamWatermarkSensor):
             self.target = 0
             first = run_trigger_blocking(self.trigger(deadline), FlinkRestHook(self.flink_conn_id))
             raise_for_event(first)
-            cursor = window_of(first["progress_ms"], self._size_ms, offset_ms).start_ms
+            cursor = window_of(self._event_time(first), self._size_ms, offset_ms).start_ms
         self.target = cursor + self._size_ms
         self.log.info("Stream %s: waiting for window %s to close", self._stream,
                       window_partition_key(Window(cursor, cursor + self._size_ms)))
@@ -247,12 +251,35 @@ class StreamWindowSensor(StreamWatermarkSensor):
             self.defer(trigger=trigger, method_name="execute_complete", kwargs={"cursor": cursor})
         return self.execute_complete(context, run_trigger_blocking(trigger, hook), cursor)
 
+    def _event_time(self, event: dict) -> int:
+        """The event time a wait's event reached: its progress, or before an ended input its last event time."""
+        if event["progress_ms"] != END_OF_STREAM:
+            return event["progress_ms"]
+        if event.get("last_event_time_ms") is None:
+            raise StreamEnded(
+                f"Stream {self._stream}'s input had ended (watermark Long.MAX_VALUE) before this wait saw an event "
+                "time, so which windows it closed is unknown. To fix this, start the stream again (a new job of the "
+                "same name is picked up) or emit its last windows by hand; pause this producer DAG meanwhile.",
+                self._stream,
+            )
+        return event["last_event_time_ms"]
+
     def execute_complete(self, context: Context, event: dict, cursor: int | None = None) -> dict:
         """Emit every window the crossing closed (after ``cursor``) as a partition of the asset."""
         raise_for_event(event)
-        windows = closed_windows(event["progress_ms"], self._size_ms, after_end_ms=cursor,
-                                 offset_ms=int(self.offset.total_seconds() * 1000),
-                                 lateness_ms=int(self.lateness.total_seconds() * 1000), limit=self.max_windows)
+        offset_ms, lateness_ms = int(self.offset.total_seconds() * 1000), int(self.lateness.total_seconds() * 1000)
+        closes = event["progress_ms"]
+        if closes == END_OF_STREAM:  # an ended input closes the window of its last event time, no later one
+            closes = window_of(self._event_time(event), self._size_ms, offset_ms).end_ms - 1 + lateness_ms
+        windows = closed_windows(closes, self._size_ms, after_end_ms=cursor, offset_ms=offset_ms,
+                                 lateness_ms=lateness_ms, limit=self.max_windows)
+        if not windows:
+            raise StreamEnded(
+                f"Stream {self._stream}'s input has ended (watermark Long.MAX_VALUE) and its last window, ending "
+                f"{describe(cursor)}, was already emitted: no further window will close. To fix this, pause this "
+                "producer DAG, or start the stream again (a new job of the same name is picked up).",
+                self._stream, event.get("last_event_time_ms"),
+            )
         keys = [window_partition_key(w) for w in windows]
         outlet = context["outlet_events"][self.asset]
         outlet.add_partitions(keys)

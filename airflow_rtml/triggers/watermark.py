@@ -12,7 +12,8 @@ fanned out to each waiter's :meth:`filter_shared_stream`. N waiters cost the RES
 
 **Event payload** (public API, stable): ``{"status": "success" | "failed" | "timeout", "reason": FailureReason
 | None, "job_id", "stream", "progress_ms": int | None, "progress": str, "threshold_ms": int, "checkpoint_id":
-int | None, "checkpoint_trigger_ms": int | None, "crossed_at_ms": int | None (wall clock when the crossing was
+int | None, "checkpoint_trigger_ms": int | None, "last_event_time_ms": int | None (the highest progress seen
+before the input ended: equals ``progress_ms`` unless that is ``Long.MAX_VALUE``), "crossed_at_ms": int | None (wall clock when the crossing was
 first observed), "message": str, "root_cause": str | None, "state": str | None}``.
 
 Guarantees: fires only when the observed progress is ``>= threshold_ms`` (never early); a lower value after
@@ -297,6 +298,7 @@ class ProgressWait:
         self.progress = MonotoneProgress()
         self.stall = StallDetector(stall_timeout, now) if stall_timeout else None
         self.crossed_at_ms: float | None = None
+        self.last_event_time = MonotoneProgress()  # progress before the input ended (Long.MAX_VALUE)
 
     def _event(self, status: EventStatus, snap: dict, message: str, reason: FailureReason | None = None) -> dict:
         return make_event(
@@ -305,6 +307,7 @@ class ProgressWait:
             threshold_ms=self.threshold_ms, checkpoint_id=snap.get("checkpoint_id"),
             checkpoint_trigger_ms=snap.get("checkpoint_trigger_ms"),
             crossed_at_ms=int(self.crossed_at_ms) if self.crossed_at_ms is not None else None,
+            last_event_time_ms=self.last_event_time.value,
         )
 
     def evaluate(self, snap: dict) -> dict | None:
@@ -323,6 +326,8 @@ class ProgressWait:
                 FailureReason.JOB_FAILED,
             )
         self.progress.observe(snap.get("progress_ms"))
+        if snap.get("progress_ms") not in (None, NO_WATERMARK, END_OF_STREAM):
+            self.last_event_time.observe(snap["progress_ms"])
         reached = self.progress.value is not None and self.progress.value >= self.threshold_ms
         if reached:
             if self.crossed_at_ms is None:
@@ -376,7 +381,8 @@ class SharedStreamTrigger(BaseEventTrigger):
 
 def wait_result(event: dict) -> dict:
     """What a successful wait returns (the sensor's XCom): the crossing, in plain JSON."""
-    return {k: event.get(k) for k in ("stream", "job_id", "progress_ms", "threshold_ms", "checkpoint_id")}
+    return {k: event.get(k) for k in ("stream", "job_id", "progress_ms", "threshold_ms", "checkpoint_id",
+                                      "last_event_time_ms")}
 
 
 class FlinkWatermarkTrigger(SharedStreamTrigger):
@@ -539,11 +545,23 @@ class FlinkWindowEventTrigger(SharedStreamTrigger):
             async for snap in snaps:
                 yield snap
 
+    def _stores(self) -> list:
+        """The state-store accessor of each asset this trigger feeds. Airflow runs one trigger for watchers with
+        identical arguments on several assets; its store then has no single accessor (``aget`` raises)."""
+        store = self.asset_state_store
+        if store is None:
+            return []
+        per_asset = [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
+        return per_asset or [store]
+
     async def _cursor(self) -> int | None:
-        if self.asset_state_store is None:
-            return None
-        value = await self.asset_state_store.aget(self.CURSOR_KEY)
-        return int(value) if value is not None else None
+        """Where to resume: the last window end stored for the assets (the lowest, if they differ)."""
+        values = [v for st in self._stores() if (v := await st.aget(self.CURSOR_KEY)) is not None]
+        return min(int(v) for v in values) if values else None
+
+    async def _save_cursor(self, cursor: int) -> None:
+        for st in self._stores():
+            await st.aset(self.CURSOR_KEY, cursor)
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[dict]) -> AsyncIterator[TriggerEvent]:
         cursor = await self._cursor()
@@ -571,6 +589,5 @@ class FlinkWindowEventTrigger(SharedStreamTrigger):
                                     "window_start": window.to_dict()["start"], "window_end": window.to_dict()["end"],
                                     "watermark_ms": progress.value})
                 cursor = window.end_ms
-                if self.asset_state_store is not None:
-                    await self.asset_state_store.aset(self.CURSOR_KEY, cursor)
+                await self._save_cursor(cursor)
 

@@ -185,3 +185,65 @@ def test_window_event_trigger_stops_at_the_window_of_the_last_progress_when_the_
     assert [e.payload["window_start_ms"] for e in events] == [END, END + minute]
     assert _events(FlinkWindowEventTrigger(window_size_ms=minute, job_name="s"), snap(1, END_OF_STREAM),
                    snap(2, None, state="FINISHED")) == []  # ended before any event time was seen: nothing to close
+
+
+def test_ended_input_wait_carries_its_last_event_time():
+    w = wait(threshold_ms=END + 3_600_000)
+    for i, p in enumerate((END + 5, END + 60_007, END_OF_STREAM)):
+        event = w.evaluate(snap(i, p))
+    assert event["status"] == "success" and event["progress_ms"] == END_OF_STREAM
+    assert event["last_event_time_ms"] == END + 60_007
+
+
+def test_window_sensor_emits_up_to_the_last_event_time_of_an_ended_input_then_raises_stream_ended():
+    from datetime import timedelta
+
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from airflow_rtml.exceptions import StreamEnded
+    from airflow_rtml.sensors.watermark import StreamWindowSensor
+
+    asset = Asset(name="minutes", uri="rtml://t/minutes")
+    sensor = StreamWindowSensor(task_id="w", job_name="s", asset=asset, window=timedelta(minutes=1))
+    ended = {"status": "success", "job_id": "j1", "progress_ms": END_OF_STREAM, "last_event_time_ms": END + 30_000}
+    out = sensor.execute_complete({"outlet_events": OutletEventAccessors()}, ended, cursor=END - 60_000)
+    # [10:59, 11:00) and [11:00, 11:01) hold event time; nothing after the last one (not 100 windows per run)
+    assert out["partition_keys"] == ["2026-01-01T10:59:00Z", "2026-01-01T11:00:00Z"]
+    with pytest.raises(StreamEnded, match="already emitted"):
+        sensor.execute_complete({"outlet_events": OutletEventAccessors()}, ended, cursor=END + 60_000)
+    with pytest.raises(StreamEnded, match="before this wait saw an event time"):
+        sensor.execute_complete({"outlet_events": OutletEventAccessors()}, {**ended, "last_event_time_ms": None},
+                                cursor=END)
+
+
+def test_window_event_trigger_keeps_its_cursor_in_every_asset_it_feeds():
+    """Airflow runs one trigger for identical watchers on two assets; its state store then has no single
+    accessor (``aget`` raises ValueError). The cursor is kept in each asset's store and resumed from there."""
+    from airflow.sdk.execution_time.context import AssetStateStoreAccessors
+
+    from airflow_rtml.triggers.watermark import FlinkWindowEventTrigger
+
+    class Accessor:  # one asset's store, in memory (the real one talks to the API server)
+        def __init__(self):
+            self.values = {}
+
+        async def aget(self, key, default=None):
+            return self.values.get(key, default)
+
+        async def aset(self, key, value):
+            self.values[key] = value
+
+    minute = 60_000
+    store = AssetStateStoreAccessors(inlets=[])
+    a, b = Accessor(), Accessor()
+    store._by_name, store._by_uri, store._total = {"a": a, "b": b}, {}, 2
+    with pytest.raises(ValueError):
+        asyncio.run(store.aget("k"))  # what the trigger hit before
+    trig = FlinkWindowEventTrigger(window_size_ms=minute, job_name="s")
+    trig.asset_state_store = store
+    assert len(_events(trig, snap(1, END + 5), snap(2, END + 2 * minute))) == 2
+    assert a.values == b.values == {FlinkWindowEventTrigger.CURSOR_KEY: END + 2 * minute}
+    resumed = FlinkWindowEventTrigger(window_size_ms=minute, job_name="s")
+    resumed.asset_state_store = store
+    assert [e.payload["window_start_ms"] for e in _events(resumed, snap(1, END + 3 * minute))] == [END + 2 * minute]
