@@ -29,6 +29,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the event-time job helper shared with the tests
 
+import support  # noqa: E402
 from event_time import start_event_time_job  # noqa: E402
 
 from airflow_rtml.hooks.flink import FlinkRestHook  # noqa: E402
@@ -42,14 +43,8 @@ def log(msg: str) -> None:
     print(f"[signal-latency {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def wait_for(what: str, check, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+def wait_for(what: str, check, timeout: float):
+    return support.wait_for(what, check, timeout, interval=0.2)
 
 
 def ts(value: str | None) -> float | None:

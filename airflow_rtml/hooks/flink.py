@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from airflow_rtml.exceptions import (
 
 ALLOWED_EXTRAS = ("verify", "ca_bundle", "client_cert", "client_key", "bearer_token", "timeout", "web_ui_url",
                   "metrics_reporter_port", "metrics_reporter_urls")
+
+log = logging.getLogger(__name__)
 
 #: The Prometheus reporter's name for a task's ``currentInputWatermark`` (scope ``taskmanager_job_task``).
 REPORTER_INPUT_WATERMARK = "flink_taskmanager_job_task_currentInputWatermark"
@@ -193,6 +196,11 @@ def short_cause(text: str | None, lines: int = 12) -> str:
 
 
 
+def _url_host(host: str) -> str:
+    """A host for a URL: IPv6 literals in brackets (a zone id's ``%`` escaped)."""
+    return f"[{host.replace('%', '%25')}]" if ":" in host else host
+
+
 def parse_reporter_watermarks(text: str) -> dict[tuple[str, str], dict[int, tuple[int, str]]]:
     """``(job_id, vertex_id) -> {subtask index: (attempt number, value)}`` from a Prometheus reporter's
     exposition text; only :data:`REPORTER_INPUT_WATERMARK` samples are read (other lines are skipped without
@@ -204,7 +212,10 @@ def parse_reporter_watermarks(text: str) -> dict[tuple[str, str], dict[int, tupl
             continue
         labels_end = line.rfind("}")
         labels = dict(_LABEL.findall(line[len(prefix):labels_end]))
-        value = line[labels_end + 1:].split()[0]
+        fields = line[labels_end + 1:].split()
+        if labels_end < 0 or not fields:
+            raise ValueError(f"reporter line without a value: {line[:300]!r}")
+        value = fields[0]
         try:
             key = (labels["job_id"], labels["task_id"])
             subtask, attempt = int(labels["subtask_index"]), int(labels.get("task_attempt_num", 0))
@@ -452,6 +463,8 @@ class FlinkHttpHook(BaseHook):
             resp.raise_for_status()
 
     def _call(self, call: _Call) -> Any:
+        if call.path.startswith(("http://", "https://")):
+            raise NotImplementedError("absolute URLs (other servers of the cluster) are called only by the async API")
         s = self._get_settings()
         kw = self._request_kwargs(call)
         try:
@@ -535,8 +548,11 @@ class FlinkRestHook(FlinkHttpHook):
         )
 
     def _c_taskmanager_hosts(self) -> _Call:
-        return _Call("GET", "/taskmanagers", parse=lambda b: sorted(
-            {m.group(1) for tm in b.get("taskmanagers", []) if (m := _TM_HOST.search(tm.get("path", "")))}))
+        def parse(body: dict) -> tuple[int, list[str]]:
+            tms = body.get("taskmanagers", [])
+            return len(tms), sorted({m.group(1) for tm in tms if (m := _TM_HOST.search(tm.get("path", "")))})
+
+        return _Call("GET", "/taskmanagers", parse=parse)
 
     def _c_reporter_watermarks(self, url: str) -> _Call:
         return _Call("GET", url, params={"name[]": REPORTER_INPUT_WATERMARK}, text=True,
@@ -774,8 +790,14 @@ class FlinkRestHook(FlinkHttpHook):
         if s["reporter_port"] is None:
             return []
         scheme = s["base_url"].split("://", 1)[0]
-        hosts = await self._acall(self._c_taskmanager_hosts())
-        return [f"{scheme}://{h}:{s['reporter_port']}/metrics" for h in hosts]
+        taskmanagers, hosts = await self._acall(self._c_taskmanager_hosts())
+        if taskmanagers > len(hosts):
+            log.warning(
+                "Connection %r: %d TaskManagers but %d reporter host(s) %s: TaskManagers that share a host (or "
+                "whose address is unknown) are not scraped, and their subtasks keep progress unknown. To fix this, "
+                "list every reporter in the extra metrics_reporter_urls.", self.conn_id, taskmanagers, len(hosts),
+                hosts)
+        return [f"{scheme}://{_url_host(h)}:{s['reporter_port']}/metrics" for h in hosts]
 
     async def a_scrape_reporter_watermarks(self, url: str) -> dict[tuple[str, str], dict[int, tuple[int, str]]]:
         """Every task's ``currentInputWatermark`` that one TaskManager's Prometheus reporter serves (all jobs)."""

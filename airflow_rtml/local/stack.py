@@ -215,7 +215,7 @@ class FlinkJobManager(_FlinkProcess):
 
 class FlinkTaskManager(_FlinkProcess):
     """Flink TaskManager with 8 slots, registered with the local JobManager. Its Prometheus reporter (the plugin
-    the distribution ships) serves every task's metrics on 127.0.0.1:9249, for ``watermark_source="prometheus"``."""
+    the distribution ships) serves every task's metrics on 127.0.0.1:9249, the watermark source of connection ``flink_reporter``."""
 
     name = "flink-taskmanager"
     role = "taskmanager"

@@ -269,10 +269,16 @@ class StreamWindowSensor(StreamWatermarkSensor):
         raise_for_event(event)
         offset_ms, lateness_ms = int(self.offset.total_seconds() * 1000), int(self.lateness.total_seconds() * 1000)
         closes = event["progress_ms"]
-        if closes == END_OF_STREAM:  # an ended input closes the window of its last event time, no later one
+        ended = closes == END_OF_STREAM
+        if ended:  # an ended input closes the window of its last event time, no later one
             closes = window_of(self._event_time(event), self._size_ms, offset_ms).end_ms - 1 + lateness_ms
         windows = closed_windows(closes, self._size_ms, after_end_ms=cursor, offset_ms=offset_ms,
                                  lateness_ms=lateness_ms, limit=self.max_windows)
+        if not windows and not ended:
+            raise FlinkConfigurationError(
+                f"Stream {self._stream}: the wait ended at progress {describe(closes)}, which closes no window after "
+                f"{describe(cursor)}. This is a bug in airflow-rtml: please report it with this message."
+            )
         if not windows:
             raise StreamEnded(
                 f"Stream {self._stream}'s input has ended (watermark Long.MAX_VALUE) and its last window, ending "

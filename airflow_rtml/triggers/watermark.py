@@ -52,6 +52,7 @@ from airflow_rtml.progress import (
     END_OF_STREAM,
     NO_WATERMARK,
     MonotoneProgress,
+    ProgressParseError,
     StallDetector,
     closed_windows,
     combine,
@@ -102,14 +103,23 @@ class SharedFetches:
         if key in fresh and time.monotonic() - fresh[key][0] < max_age:
             return fresh[key][1]
         if key in inflight:
-            return await asyncio.shield(inflight[key])
+            try:
+                return await asyncio.shield(inflight[key])
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():
+                    raise
+                # The caller that was fetching was cancelled (its stream ended), not this one: fetch here.
+                return await self.get(key, max_age, fetch)
         future = inflight[key] = loop.create_future()
         try:
             value = await fetch()
             fresh[key] = (time.monotonic(), value)
             future.set_result(value)
             return value
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            future.cancel()  # the others fetch again themselves (above)
+            raise
+        except Exception as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
             raise
@@ -144,9 +154,17 @@ async def reporter_watermarks(hook: FlinkRestHook, max_age: float) -> dict | Non
 
     async def scrape_all() -> dict:
         results = await asyncio.gather(*(hook.a_scrape_reporter_watermarks(u) for u in urls), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
+        for url in set(_REPORTER_ERRORS) - set(urls):  # TaskManagers that are gone
+            del _REPORTER_ERRORS[url]
+        errors = [r for r in results if isinstance(r, Exception)]
         if errors and len(errors) == len(results):
-            raise errors[0]
+            if isinstance(errors[0], FlinkApiError) and not isinstance(errors[0], FlinkConnectionError):
+                raise errors[0]  # an answer we cannot read: the message says which
+            raise FlinkConnectionError(
+                f"No Flink metric reporter answered ({', '.join(urls)}): {errors[0]}. To fix this, check the "
+                f"connection's metrics_reporter_port / metrics_reporter_urls and that the TaskManagers run "
+                "org.apache.flink.metrics.prometheus.PrometheusReporterFactory on that port."
+            )
         merged: dict = {}
         for url, part in zip(urls, results):
             if isinstance(part, BaseException):
@@ -184,6 +202,7 @@ class FlinkProgressPoller:
         self._job_id: str | None = job_id
         self._vertices: dict[str, list[str]] = {}
         self._parallelism: dict[str, int] = {}
+        self._reread_at = 0.0
         self._last_error: str | None = None
 
     async def snapshots(self) -> AsyncIterator[dict]:
@@ -207,6 +226,8 @@ class FlinkProgressPoller:
             snap.update(error=str(exc), error_kind="unreachable" if transient else "api")
         except FlinkConfigurationError as exc:
             snap.update(error=str(exc), error_kind="config")
+        except ProgressParseError as exc:  # a watermark value we cannot read: say which, do not guess
+            snap.update(error=str(exc), error_kind="api")
         if snap["error_kind"] == "unreachable" and snap["error"] != self._last_error:
             log.warning("Stream %s: Flink not reachable, retrying until each waiter's deadline: %s",
                         self.job_name or self.fixed_job_id, snap["error"])
@@ -268,11 +289,13 @@ class FlinkProgressPoller:
         or not yet registered after a failover) must not raise the minimum."""
         subtasks = reported.get((self._job_id, vertex_id), {})
         expected = self._parallelism.get(vertex_id, 1)
-        if any(i not in subtasks for i in range(expected)):
-            if len(subtasks) > expected:  # rescaled up: read the job's vertices again
-                self._vertices.pop(self._job_id, None)
-            else:
-                SHARED.forget(("reporter-urls", self.hook.conn_id))  # a TaskManager may be new: discover again
+        if set(subtasks) != set(range(expected)):
+            # Missing subtasks: still deploying, a TaskManager that did not answer or is new, or the job was
+            # rescaled (then indices >= the known parallelism show up, or the missing ones never come).
+            if time.monotonic() - self._reread_at > REPORTER_DISCOVERY_MAX_AGE / 3:
+                self._reread_at = time.monotonic()
+                self._vertices.pop(self._job_id, None)  # parallelism from the job's detail again, next poll
+                SHARED.forget(("reporter-urls", self.hook.conn_id))
             return None
         return combine(parse_watermark(value, origin=f"Flink reporter {REPORTER_INPUT_WATERMARK} of subtask {i}")
                        for i, (_, value) in subtasks.items())
@@ -567,8 +590,14 @@ class FlinkWindowEventTrigger(SharedStreamTrigger):
         cursor = await self._cursor()
         progress = MonotoneProgress()
         last_event_time: int | None = None  # the highest progress before the input ended
+        ended_job: str | None = None  # the job whose input ended
         async for snap in shared_stream:
+            if progress.value == END_OF_STREAM and snap.get("job_id") not in (None, ended_job):
+                # A new job of that name (restarted after the end): follow its progress; the cursor prevents repeats.
+                progress, last_event_time, ended_job = MonotoneProgress(), None, None
             progress.observe(snap.get("progress_ms"))
+            if progress.value == END_OF_STREAM and ended_job is None:
+                ended_job = snap.get("job_id")
             if progress.value is None or progress.value == NO_WATERMARK:
                 continue
             closes = progress.value

@@ -116,3 +116,53 @@ def test_a_silent_reporter_is_skipped_and_the_jobmanager_credentials_are_not_sen
 
     assert asyncio.run(scrape()) == {(JOB, VERTEX): {0: (0, "1.7E12")}}
     assert hits["auth"] == [None, None]  # basic auth is the JobManager's, not sent to TaskManagers
+
+
+def test_rescaled_or_incomplete_vertices_are_unknown_and_read_again():
+    async def check():
+        p = _poller(2)
+        four = parse_reporter_watermarks("\n".join(_line(i, "1.7E12") for i in range(4)))
+        assert p._from_reporters(four, VERTEX) is None  # rescaled 2 -> 4: not the min of the first two
+        assert JOB not in p._vertices  # the job's detail (its parallelism) is read again at the next poll
+        p = _poller(4)
+        three = parse_reporter_watermarks("\n".join(_line(i, "1.7E12") for i in range(3)))
+        assert p._from_reporters(three, VERTEX) is None  # subtask 3 missing: never the min of the other three
+
+    asyncio.run(check())
+
+
+def test_taskmanager_hosts_become_urls_ipv6_in_brackets(monkeypatch):
+    from airflow_rtml.hooks.flink import _url_host
+
+    assert _url_host("10.0.0.5") == "10.0.0.5" and _url_host("::1") == "[::1]"
+    assert _url_host("fe80::1%eth0") == "[fe80::1%25eth0]"
+    body = {"taskmanagers": [{"path": "pekko.tcp://flink@10.0.0.5:6122/user/rpc/taskmanager_0"},
+                             {"path": "pekko.tcp://flink@10.0.0.5:6124/user/rpc/taskmanager_1"},
+                             {"path": "pekko.tcp://flink@[::1]:6122/user/rpc/taskmanager_0"}]}
+    assert FlinkRestHook()._c_taskmanager_hosts().parse(body) == (3, ["10.0.0.5", "::1"])
+
+
+def test_a_cancelled_fetcher_does_not_cancel_the_others_waiting_for_its_fetch():
+    from airflow_rtml.triggers.watermark import SharedFetches
+
+    async def check():
+        shared, calls = SharedFetches(), []
+
+        async def fetch():
+            calls.append(1)
+            await asyncio.sleep(0.2)
+            return len(calls)
+
+        first = asyncio.ensure_future(shared.get("k", 10, fetch))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(shared.get("k", 10, fetch))  # waits for the first one's fetch
+        await asyncio.sleep(0.05)
+        first.cancel()  # its stream ended
+        assert await second == 2 and first.cancelled()  # the second fetched again itself
+
+    asyncio.run(check())
+
+
+def test_a_reporter_line_without_a_value_is_a_clear_error():
+    with pytest.raises(ValueError, match="without a value"):
+        parse_reporter_watermarks(_line(0, "").rstrip())

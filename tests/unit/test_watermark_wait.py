@@ -247,3 +247,14 @@ def test_window_event_trigger_keeps_its_cursor_in_every_asset_it_feeds():
     resumed = FlinkWindowEventTrigger(window_size_ms=minute, job_name="s")
     resumed.asset_state_store = store
     assert [e.payload["window_start_ms"] for e in _events(resumed, snap(1, END + 3 * minute))] == [END + 2 * minute]
+
+
+def test_window_event_trigger_follows_a_new_job_of_the_name_after_the_input_ended():
+    from airflow_rtml.triggers.watermark import FlinkWindowEventTrigger
+
+    minute = 60_000
+    trig = FlinkWindowEventTrigger(window_size_ms=minute, job_name="s")
+    events = _events(trig, snap(1, END + 5), snap(2, END_OF_STREAM), snap(3, None, state="FINISHED"),
+                     snap(4, END + 3 * minute + 5, job_id="j2"))  # restarted from a savepoint: a new job id
+    assert [e.payload["window_start_ms"] for e in events] == [END, END + minute, END + 2 * minute]
+    assert events[-1].payload["job_id"] == "j2"
