@@ -7,7 +7,7 @@ a target; the benchmark then produces the one Kafka record whose event time move
 would write today (reschedule-mode ``PythonSensor``, default 60 s poke interval) run side by side on the same
 job, the same stack and the same machine.
 
-Usage: ``.venv/bin/python benchmarks/signal_latency.py [--crossings 20] [--peer-crossings 6]``
+Usage: ``.venv/bin/python benchmarks/signal_latency.py [--crossings 20] [--reporter-crossings 20] [--peer-crossings 6]``
 (brings the local stack up if needed; leaves it up). Writes ``benchmarks/results/signal_latency.json``.
 """
 
@@ -37,14 +37,15 @@ from airflow_rtml.local.stack import LocalStack  # noqa: E402
 
 MINUTE = 60_000
 OURS, PEER = "bench_signal_latency_rtml", "bench_signal_latency_peer"
+OURS_REPORTER = "bench_signal_latency_rtml_reporter"  # the same sensor on connection flink_reporter
 
 
 def log(msg: str) -> None:
     print(f"[signal-latency {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def wait_for(what: str, check, timeout: float):
-    return support.wait_for(what, check, timeout, interval=0.2)
+def wait_for(what: str, check, timeout: float, interval: float = 0.2):
+    return support.wait_for(what, check, timeout, interval)
 
 
 def ts(value: str | None) -> float | None:
@@ -78,6 +79,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--crossings", type=int, default=20)
     ap.add_argument("--peer-crossings", type=int, default=6)
+    ap.add_argument("--reporter-crossings", type=int, default=20,
+                    help="crossings for ours on the TaskManager-reporter watermark source (0: skip)")
     args = ap.parse_args()
 
     stack = LocalStack(progress=log)
@@ -87,30 +90,36 @@ def main() -> int:
     hook = FlinkRestHook()
     af = Airflow(stack.cfg.airflow_url)
     wait_for("the benchmark DAGs to be parsed",
-             lambda: all(af.c.get(f"/dags/{d}").status_code == 200 for d in (OURS, PEER)), 120, 2)
+             lambda: all(af.c.get(f"/dags/{d}").status_code == 200 for d in (OURS, OURS_REPORTER, PEER)), 120, 2)
     job = start_event_time_job(stack, checkpoint_interval="10s")
     log(f"event-time job {job.name} ({job.job_id}) running")
     base = (int(time.time() * 1000) // MINUTE) * MINUTE
     job.produce(base)
     load_start = os.getloadavg()
     ours: list[float] = []
+    ours_reporter: list[float] = []
     peer: list[float] = []
     try:
-        for dag in (OURS, PEER):
+        for dag in (OURS, OURS_REPORTER, PEER):
             af.c.patch(f"/dags/{dag}", json={"is_paused": False}).raise_for_status()
-        for i in range(args.crossings):
-            target = base + (i + 1) * MINUTE
-            run = af.trigger(OURS, {"job_name": job.name, "target_ms": target})
-            wait_for("the sensor to defer", lambda r=run: af.ti(OURS, r, "wait").get("state") == "deferred", 120)
-            time.sleep(1.5)  # the trigger is polling
-            t0 = time.time()
-            job.produce(target - 1)
-            start = wait_for("downstream to start", lambda r=run: ts(af.ti(OURS, r, "downstream").get("start_date")),
-                             120, 0.1)
-            ours.append(start - t0)
-            log(f"ours  {i + 1:2d}/{args.crossings}: crossing → downstream running {start - t0:5.2f}s")
+        n = 0
+        for dag, samples, count in ((OURS, ours, args.crossings), (OURS_REPORTER, ours_reporter,
+                                                                     args.reporter_crossings)):
+            for i in range(count):
+                n += 1
+                target = base + n * MINUTE
+                run = af.trigger(dag, {"job_name": job.name, "target_ms": target})
+                wait_for("the sensor to defer", lambda r=run, d=dag: af.ti(d, r, "wait").get("state") == "deferred",
+                         120)
+                time.sleep(1.5)  # the trigger is polling
+                t0 = time.time()
+                job.produce(target - 1)
+                start = wait_for("downstream to start",
+                                 lambda r=run, d=dag: ts(af.ti(d, r, "downstream").get("start_date")), 120, 0.1)
+                samples.append(start - t0)
+                log(f"{dag} {i + 1:2d}/{count}: crossing → downstream running {start - t0:5.2f}s")
 
-        targets = [base + (args.crossings + 1 + k) * MINUTE for k in range(args.peer_crossings)]
+        targets = [base + (n + 1 + k) * MINUTE for k in range(args.peer_crossings)]
         runs = [af.trigger(PEER, {"job_name": job.name, "target_ms": t}) for t in targets]
         wait_for("the peer sensors to poke once",
                  lambda: all(af.ti(PEER, r, "wait").get("state") == "up_for_reschedule" for r in runs), 180, 1)
@@ -125,7 +134,7 @@ def main() -> int:
             peer.append(start - crossed[run])
             log(f"peer: crossing → downstream running {start - crossed[run]:5.2f}s")
     finally:
-        for dag in (OURS, PEER):
+        for dag in (OURS, OURS_REPORTER, PEER):
             af.c.patch(f"/dags/{dag}", json={"is_paused": True})
         hook.cancel_job(job.job_id)
 
@@ -139,14 +148,17 @@ def main() -> int:
         "settings": {"flink_metrics_refresh_s": 1, "ours_poll_interval_s": 0.5, "peer_poke_interval_s": 60,
                      "executor": "LocalExecutor", "database": "SQLite"},
         "ours_StreamWatermarkSensor_deferrable": summary(ours),
+        "ours_reporter_source": summary(ours_reporter) if ours_reporter else None,
         "peer_PythonSensor_reschedule_60s": summary(peer),
-        "samples_s": {"ours": [round(v, 2) for v in ours], "peer": [round(v, 2) for v in peer]},
+        "samples_s": {"ours": [round(v, 2) for v in ours], "ours_reporter": [round(v, 2) for v in ours_reporter],
+                      "peer": [round(v, 2) for v in peer]},
     }
     out = ROOT / "benchmarks" / "results" / "signal_latency.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"ours p50 {result['ours_StreamWatermarkSensor_deferrable']['p50_s']}s "
         f"p95 {result['ours_StreamWatermarkSensor_deferrable']['p95_s']}s; "
+        f"reporter source {result['ours_reporter_source']}; "
         f"peer p50 {result['peer_PythonSensor_reschedule_60s']['p50_s']}s → {out}")
     return 0
 

@@ -1,7 +1,7 @@
 """Benchmark DAGs for benchmarks/signal_latency.py (paused unless the benchmark runs them).
 
-Both wait until a Flink job's progress reaches ``conf.target_ms``, then run ``downstream``: ours with the
-deferrable ``StreamWatermarkSensor``; the peer as a user would write it today — a reschedule-mode
+Each waits until a Flink job's progress reaches ``conf.target_ms``, then runs ``downstream``: ours with the
+deferrable ``StreamWatermarkSensor`` (on each watermark source); the peer as a user would write it today — a reschedule-mode
 ``PythonSensor`` (default 60 s interval) reading the watermark metric over REST.
 """
 
@@ -24,11 +24,14 @@ def downstream() -> float:
     return time.time()
 
 
-with DAG(dag_id="bench_signal_latency_rtml", **ARGS):
-    StreamWatermarkSensor(
-        task_id="wait", job_name="{{ dag_run.conf['job_name'] }}", target="{{ dag_run.conf['target_ms'] }}",
-        deferrable=True, poll_interval=0.5,
-    ) >> downstream()
+# Ours, once per watermark source: the JobManager's REST API, and the TaskManager's Prometheus reporter.
+for dag_id, conn_id in (("bench_signal_latency_rtml", "flink_default"),
+                        ("bench_signal_latency_rtml_reporter", "flink_reporter")):
+    with DAG(dag_id=dag_id, **ARGS):
+        StreamWatermarkSensor(
+            task_id="wait", job_name="{{ dag_run.conf['job_name'] }}", target="{{ dag_run.conf['target_ms'] }}",
+            deferrable=True, poll_interval=0.5, flink_conn_id=conn_id,
+        ) >> downstream()
 
 
 def _watermark_reached(job_name: str, target_ms: str) -> bool:
