@@ -80,3 +80,18 @@ def test_flink_job_lifecycle_dag_defers_in_the_real_triggerer(stack, monkeypatch
     assert any(e.startswith("Savepoint of ") and " written to file:" in e for e in stop_events), stop_events
     sql_jobs = [j for n, j in jobs.items() if "-sql-" in n]
     assert len(sql_jobs) == 1 and sql_jobs[0].state == JobState.CANCELED  # submitted via the SQL Gateway
+
+
+EXAMPLE_DAGS = ("flink_job_lifecycle", "batch_to_stream_from_timestamp", "stream_windows_producer",
+                "process_closed_window", "rtml_demo_streams", "rtml_demo_sample_hours", "rtml_demo_train_hourly",
+                "rtml_demo_eval_hours", "rtml_demo_evaluate_hourly", "bench_signal_latency_rtml",
+                "bench_signal_latency_rtml_reporter", "bench_signal_latency_peer")
+
+
+def test_every_dag_file_in_the_dags_folder_parses_in_the_real_airflow(stack):
+    """Each example and benchmark DAG is known to the real Airflow and no file of dags/ has an import error."""
+    with _api(stack) as client:
+        for dag_id in EXAMPLE_DAGS:
+            _wait_for_dag(client, dag_id)
+        errors = client.get("/importErrors").json()
+        assert errors["total_entries"] == 0, errors
