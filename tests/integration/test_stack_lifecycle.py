@@ -67,12 +67,14 @@ def test_port_held_by_another_process_is_named_and_nothing_starts(stack_config):
     port = stack_config.ports.kafka
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); "
-         "print('listening', flush=True); time.sleep(300)"],
-        stdout=subprocess.PIPE, text=True,
+         # SO_REUSEADDR as every real server sets it: the stack that was just stopped may leave connections
+         # of this port in TIME_WAIT, which would make a plain bind fail.
+         f"import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+         f"s.bind(('127.0.0.1',{port})); s.listen(); print('listening', flush=True); time.sleep(300)"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        assert holder.stdout.readline().strip() == "listening"
+        assert holder.stdout.readline().strip() == "listening", f"the port holder did not start: {holder.stderr.read()}"
         up = _rtml(stack_config, "up", "--no-install")
         assert up.returncode == 2, up.stdout + up.stderr
         assert f"port {port} (Kafka broker) is already in use by pid {holder.pid}" in up.stderr, up.stderr
