@@ -50,3 +50,14 @@ def hook(stack, monkeypatch):
                        f"flink-rest://127.0.0.1:{ports.flink_rest}?metrics_reporter_port={ports.flink_tm_metrics}")
     monkeypatch.setenv("RTML_FLINK_PYTHON_JAR", str(stack.cfg.flink_python_jar))
     return FlinkRestHook()
+
+
+@pytest.fixture
+def job(stack, hook):
+    """A running event-time Flink job (tests/event_time.py) whose watermark the test drives; cancelled after."""
+    from event_time import start_event_time_job
+    from support import cancel_jobs_named
+
+    j = start_event_time_job(stack)
+    yield j
+    cancel_jobs_named(hook, j.name)

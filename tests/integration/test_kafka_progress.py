@@ -14,9 +14,8 @@ from datetime import datetime, timezone
 
 import pytest
 from confluent_kafka import Producer
-from event_time import BOOTSTRAP, create_topic, start_event_time_job
+from event_time import BOOTSTRAP, create_topic
 
-from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.local.cli import main
 from airflow_rtml.progress import END_OF_STREAM, ProgressSignal, threshold_for
 from airflow_rtml.progress_relay import kafka_config, make_producer, publish, relay
@@ -137,27 +136,10 @@ def test_run_is_the_same_wait_without_a_shared_stream(topic):
     assert asyncio.run(run())["progress_ms"] == THRESHOLD
 
 
-@pytest.fixture
-def flink_hook(stack, monkeypatch) -> FlinkRestHook:
-    monkeypatch.setenv("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
-    monkeypatch.setenv("AIRFLOW_CONN_FLINK_SQL_GATEWAY_DEFAULT",
-                       f"flink-sql-gateway://127.0.0.1:{stack.cfg.ports.flink_sql_gateway}")
-    return FlinkRestHook()
-
-
-@pytest.fixture
-def job(stack, flink_hook):
-    j = start_event_time_job(stack)
-    yield j
-    for run in flink_hook.find_jobs_by_name(j.name):
-        if not run.state.is_terminal:
-            flink_hook.cancel_job(run.job_id)
-
-
-def test_relay_publishes_a_flink_jobs_progress_for_the_kafka_trigger(topic, job, flink_hook, stack, capsys):
+def test_relay_publishes_a_flink_jobs_progress_for_the_kafka_trigger(topic, job, hook, stack, capsys):
     flink_url = f"http://127.0.0.1:{stack.cfg.ports.flink_rest}"
     job.produce(HOUR_END - 2)
-    assert job.wait_progress(flink_hook, HOUR_END - 2) == HOUR_END - 2
+    assert job.wait_progress(hook, HOUR_END - 2) == HOUR_END - 2
     [signal] = relay(job_name=job.name, stream=STREAM, topic=topic, source="flink", base_url=flink_url,
                      bootstrap_servers=BOOTSTRAP, once=True)
     assert (signal.watermark_ms, signal.source, signal.final) == (HOUR_END - 2, "flink", False)
@@ -165,7 +147,7 @@ def test_relay_publishes_a_flink_jobs_progress_for_the_kafka_trigger(topic, job,
     assert early["status"] == "timeout" and early["progress_ms"] == HOUR_END - 2, early
 
     job.produce(HOUR_END - 1)
-    assert job.wait_progress(flink_hook, HOUR_END - 1) == HOUR_END - 1
+    assert job.wait_progress(hook, HOUR_END - 1) == HOUR_END - 1
     assert main(["progress", "relay", "--job-name", job.name, "--stream", STREAM, "--topic", topic, "--source",
                  "flink", "--flink-url", flink_url, "--bootstrap", BOOTSTRAP, "--once"]) == 0
     assert f"published {STREAM} = 2026-01-01T10:59:59.999Z ({HOUR_END - 1}) from flink to {topic}" in \
@@ -174,9 +156,9 @@ def test_relay_publishes_a_flink_jobs_progress_for_the_kafka_trigger(topic, job,
     assert fired["status"] == "success" and fired["progress_ms"] == HOUR_END - 1, fired
 
 
-def test_relay_loop_publishes_each_advance_and_a_final_signal_when_the_job_finishes(topic, job, flink_hook):
+def test_relay_loop_publishes_each_advance_and_a_final_signal_when_the_job_finishes(topic, job, hook):
     job.produce(HOUR_END - 60_000)
-    assert job.wait_progress(flink_hook, HOUR_END - 60_000) == HOUR_END - 60_000
+    assert job.wait_progress(hook, HOUR_END - 60_000) == HOUR_END - 60_000
     published: list[ProgressSignal] = []
     result: list = []
     loop = threading.Thread(daemon=True, target=lambda: result.append(relay(
@@ -187,12 +169,12 @@ def test_relay_loop_publishes_each_advance_and_a_final_signal_when_the_job_finis
     while not published and time.monotonic() < deadline:
         time.sleep(0.1)
     job.produce(HOUR_END)
-    assert job.wait_progress(flink_hook, HOUR_END) == HOUR_END
+    assert job.wait_progress(hook, HOUR_END) == HOUR_END
     while published[-1].watermark_ms != HOUR_END and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [s.watermark_ms for s in published] == [HOUR_END - 60_000, HOUR_END]  # one signal per advance
 
-    flink_hook.stop_with_savepoint(job.job_id)  # FINISHED: with final_on_finish the stream ends
+    hook.stop_with_savepoint(job.job_id)  # FINISHED: with final_on_finish the stream ends
     loop.join(timeout=30)
     assert not loop.is_alive() and result == [published]
     assert published[-1].final and published[-1].watermark_ms == HOUR_END

@@ -21,15 +21,6 @@ SOURCES = pytest.mark.parametrize("conn_id", ["flink_default", "flink_reporter"]
 HOUR_END = int(datetime(2026, 1, 1, 11, tzinfo=timezone.utc).timestamp() * 1000)  # window [10:00, 11:00)
 
 
-@pytest.fixture
-def job(stack, hook):
-    j = start_event_time_job(stack)
-    yield j
-    for run in hook.find_jobs_by_name(j.name):
-        if not run.state.is_terminal:
-            hook.cancel_job(run.job_id)
-
-
 async def _afirst(trigger: FlinkWatermarkTrigger) -> dict:
     async with aclosing(trigger.run()) as events:
         async for event in events:
