@@ -104,3 +104,37 @@ class KafkaConfigurationError(RtmlError):
 
 class KafkaPublishError(RtmlError):
     """A progress signal was not acknowledged by the Kafka broker in time; it may or may not have been written."""
+
+
+class FlinkJobNameMismatch(FlinkError):
+    """A submitted job reports another name than ``job_name`` (the program set its own, e.g.
+    ``env.execute("…")``); what was started is cancelled, so a retry never starts a second copy."""
+
+    def __init__(self, message: str, job_id: str, expected: str, reported: str):
+        super().__init__(message)
+        self.job_id = job_id
+        self.expected = expected
+        self.reported = reported
+
+
+class FlinkUpgradeFailed(FlinkError):
+    """An upgrade (stop-with-savepoint, then start the new program from it) failed; ``cause`` is Flink's real
+    reason (from ``/jobs/:id/exceptions``), ``savepoint_path`` the savepoint taken, ``restored_job_id`` the job
+    that was put back from it (None if nothing could be restored)."""
+
+    def __init__(self, message: str, job_name: str, savepoint_path: str | None, cause: str | None = None,
+                 failed_job_id: str | None = None, restored_job_id: str | None = None):
+        super().__init__(message)
+        self.job_name = job_name
+        self.savepoint_path = savepoint_path
+        self.cause = cause
+        self.failed_job_id = failed_job_id
+        self.restored_job_id = restored_job_id
+
+
+class FlinkCheckpointingDisabled(FlinkConfigurationError):
+    """A commit-aware wait on a job that has checkpointing disabled: no checkpoint will ever commit a window."""
+
+    def __init__(self, message: str, job_id: str | None = None):
+        super().__init__(message)
+        self.job_id = job_id
