@@ -802,3 +802,18 @@ class FlinkRestHook(FlinkHttpHook):
     async def a_scrape_reporter_watermarks(self, url: str) -> dict[tuple[str, str], dict[int, tuple[int, str]]]:
         """Every task's ``currentInputWatermark`` that one TaskManager's Prometheus reporter serves (all jobs)."""
         return await self._acall(self._c_reporter_watermarks(url))
+
+    # ------------------------------------------------------------------ lifecycle helpers (submit identity, upgrades)
+    # Used by the submit operator's name check and upgrade rollback (operators/flink.py); kept apart from the
+    # transport and the watermark calls above.
+    def get_job_user_config(self, job_id: str) -> dict[str, str]:
+        """The job's global job parameters: ``GET /jobs/:id/config`` → ``execution-config.user-config``.
+
+        What a submit passes as ``pipeline.global-job-parameters`` shows up here, unless the program replaced
+        the parameters (e.g. ``env.getConfig().setGlobalJobParameters(params)``).
+        """
+        def parse(body: Any) -> dict[str, str]:
+            user = ((body or {}).get("execution-config") or {}).get("user-config") or {}
+            return {str(k): str(v) for k, v in user.items()} if isinstance(user, dict) else {}
+
+        return self._call(_Call("GET", f"/jobs/{job_id}/config", parse=parse, not_found=self._job_missing(job_id)))
