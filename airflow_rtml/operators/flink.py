@@ -1,29 +1,53 @@
 """Operators for the Flink job lifecycle on a session cluster: submit (adopt / upgrade), stop, cancel.
 
-Retry safety: a job's ``job_name`` is its identity. Re-running :class:`FlinkSubmitJobOperator` while a
-non-terminal job of that name runs adopts it (no duplicate); savepoint requests carry a trigger id derived
-from the task instance, so a retried stop is the same Flink operation, not a second savepoint.
+Retry safety: a job's ``job_name`` is its identity, and it is *checked*: after every submit the operator
+reads the name Flink reports for the new job; a program that named itself otherwise (``env.execute("…")``)
+is cancelled at once and :class:`~airflow_rtml.exceptions.FlinkJobNameMismatch` raised, so no job runs
+under a name the next try cannot find. Re-running :class:`FlinkSubmitJobOperator` while a non-terminal job
+of that name runs adopts it (no duplicate); savepoint requests carry a trigger id derived from the task
+instance, so a retried stop is the same Flink operation, not a second savepoint.
+
+Upgrade safety (``if_running="upgrade"``): every job this operator submits carries a record of its program
+(the global job parameter :data:`ARTIFACT_PARAM`, readable with ``GET /jobs/:id/config``). An upgrade reads
+the running job's record *before* stopping it; when the new program cannot start from the savepoint, the old
+program is put back from that same savepoint and :class:`~airflow_rtml.exceptions.FlinkUpgradeFailed` is
+raised with Flink's real cause. A successful upgrade is verified: the new job must report a restore from the
+savepoint, and the result says whether its watermark resumed at or above the value it had before the stop.
+See ``docs/lifecycle-safety.md``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import os
 import re
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from airflow.sdk import BaseOperator, BaseOperatorLink, Context, conf
 
 from airflow_rtml.exceptions import (
+    FlinkApiError,
     FlinkConfigurationError,
+    FlinkConnectionError,
+    FlinkJarUploadFailed,
     FlinkJobFailed,
+    FlinkJobNameMismatch,
     FlinkJobNotFound,
     FlinkSqlError,
+    FlinkUpgradeFailed,
+    FlinkWaitTimeout,
 )
-from airflow_rtml.hooks.flink import FlinkRestHook
+from airflow_rtml.hooks.flink import FlinkRestHook, JobState, short_cause
 from airflow_rtml.hooks.flink_sql import FlinkSqlGatewayHook, split_statements, strip_comments
 from airflow_rtml.triggers.flink import (
     EventStatus,
@@ -103,14 +127,141 @@ class _FlinkJobWaitMixin:
         return dict(result or {"job_id": event["job_id"]}, state=event["state"])
 
 
+#: The global job parameter that carries the record of a job's program (see :class:`JobArtifact`).
+ARTIFACT_PARAM = "rtml.artifact"
+_GLOBAL_JOB_PARAMETERS = "pipeline.global-job-parameters"
+#: A record larger than this (encoded) is not attached (a warning says so): upgrades of that job cannot roll back.
+MAX_ARTIFACT_PARAM_BYTES = 64 * 1024
+#: How long a cancelled job (name mismatch, failed upgrade) may take to reach a terminal state.
+CANCEL_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class JobArtifact:
+    """What a job was started from, enough to start it again: the record an upgrade rolls back to.
+
+    ``kind`` is ``"sql"`` (the rendered statements and the jars added to the session), ``"jar"`` (the jar's id on
+    the JobManager, its file name and SHA-256, entry class, arguments) or ``"python"`` (the script as the
+    JobManager sees it, arguments). ``parallelism`` and ``flink_conf`` are the submit's own settings.
+    Serialized as zlib-compressed JSON in URL-safe base64 (no ``,`` or ``:``, so it fits Flink's map syntax).
+    """
+
+    kind: str
+    statements: list[str] = field(default_factory=list)
+    sql_jars: list[str] = field(default_factory=list)
+    jar_id: str | None = None
+    jar_name: str | None = None
+    jar_sha256: str | None = None
+    jar_path: str | None = None
+    entry_class: str | None = None
+    python: str | None = None
+    args: list[str] = field(default_factory=list)
+    parallelism: int | None = None
+    flink_conf: dict[str, str] = field(default_factory=dict)
+    version: int = 1
+
+    def encode(self) -> str:
+        raw = json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
+        return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+    @classmethod
+    def decode(cls, text: str) -> JobArtifact:
+        """Read a record; ``ValueError`` when it is not one (corrupt, truncated or of an unknown version)."""
+        try:
+            data = json.loads(zlib.decompress(base64.urlsafe_b64decode(text.encode("ascii"))))
+            if not isinstance(data, dict) or data.get("version") != 1 or data.get("kind") not in ("sql", "jar", "python"):
+                raise ValueError(f"not a version-1 record: {str(data)[:100]}")
+            return cls(**data)
+        except (TypeError, zlib.error, UnicodeError, json.JSONDecodeError, binascii.Error) as exc:
+            raise ValueError(f"unreadable {ARTIFACT_PARAM} record: {exc}") from exc
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _with_record(flink_conf: dict[str, str], record: str | None) -> dict[str, str]:
+    """``flink_conf`` with the record appended to its ``pipeline.global-job-parameters`` (``k:v,k:v`` form)."""
+    if record is None:
+        return dict(flink_conf)
+    existing = str(flink_conf.get(_GLOBAL_JOB_PARAMETERS) or "").strip()
+    kept = ",".join(p for p in existing.split(",") if p and not p.strip().startswith(ARTIFACT_PARAM + ":"))
+    return {**flink_conf, _GLOBAL_JOB_PARAMETERS: f"{kept},{ARTIFACT_PARAM}:{record}" if kept else
+            f"{ARTIFACT_PARAM}:{record}"}
+
+
+def stream_watermark(hook: FlinkRestHook, job_id: str) -> int | None:
+    """The job's event-time progress as its sinks see it: the minimum ``currentInputWatermark`` over every
+    subtask of every sink vertex (a vertex no other vertex reads from); None when unknown or absent.
+
+    A sink vertex that lists fewer subtasks than its parallelism, a job without event time (``Long.MIN_VALUE``),
+    or a job whose only vertex is its source (a source reports no input watermark) all give None. Reads the
+    JobManager's metric cache (``metrics.fetcher.update-interval`` old at most). Never raises for a missing
+    or odd metric: this is a report for the upgrade's result, not a wait.
+    """
+    from airflow_rtml.progress import NO_WATERMARK, ProgressParseError, combine, progress_from_vertex_metrics
+
+    try:
+        nodes = hook.get_job_plan(job_id).get("nodes") or []
+        read_by_others = {i.get("id") for n in nodes for i in (n.get("inputs") or [])}
+        sinks = [n for n in nodes if n.get("id") not in read_by_others]
+        parts: list[int | None] = []
+        for node in sinks:
+            metrics = hook.get_vertex_watermarks(job_id, node["id"])
+            listed = [k for k in metrics if k.endswith(".currentInputWatermark")]
+            parts.append(progress_from_vertex_metrics(metrics)
+                         if len(listed) >= int(node.get("parallelism") or 1) else None)
+        progress = combine(parts)
+    except (FlinkApiError, FlinkConnectionError, FlinkJobNotFound, ProgressParseError, KeyError, TypeError,
+            ValueError):
+        return None
+    return None if progress is None or progress <= NO_WATERMARK else progress
+
+
+def _cancel_and_wait(hook: FlinkRestHook, job_id: str, log, timeout: float = CANCEL_TIMEOUT_S) -> JobState | None:
+    """Cancel ``job_id`` (no savepoint) and wait until it is terminal; return its last state (None if unknown)."""
+    deadline = time.monotonic() + timeout
+    state: JobState | None = None
+    try:
+        hook.cancel_job(job_id)
+        while time.monotonic() < deadline:
+            state = hook.get_job_state(job_id)
+            if state.is_terminal:
+                return state
+            time.sleep(0.5)
+    except FlinkJobNotFound:
+        return None
+    except (FlinkApiError, FlinkConnectionError) as exc:
+        log.error("Could not cancel Flink job %s: %s", job_id, exc)
+    log.error("Flink job %s is still %s %.0fs after the cancel request", job_id, state, timeout)
+    return state
+
+
+class _UpgradeNotRestored(FlinkJobFailed):
+    """The new job of an upgrade runs but reports no restore from the upgrade's savepoint (internal)."""
+
+
 class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
     """Submit a Flink job to a session cluster, or adopt the one already running under ``job_name``.
 
     Exactly one of ``jar``, ``python`` or ``sql`` gives the artifact. Returns (XCom) ``{"job_id", "job_name",
-    "adopted", "savepoint_path", "state"}`` and pushes ``job_id`` separately for the extra link.
+    "adopted", "savepoint_path", "state", "restored_from_savepoint", "watermark_before_ms",
+    "watermark_after_ms", "watermark_resumed"}`` and pushes ``job_id`` separately for the extra link.
+    ``restored_from_savepoint`` is whether Flink reports the new job restored from ``savepoint_path`` (None
+    without a savepoint); the ``watermark_*`` keys are set by an upgrade (None otherwise, and when the job has
+    no watermark): the stream's watermark before the stop, after the restore, and whether it got back to it.
 
-    :param job_name: the job's identity, used for adoption; it is passed as ``pipeline.name`` (a PyFlink
-        script must not override it).
+    Identity: the name Flink reports for the new job must be ``job_name``. If the program names itself
+    (``env.execute("…")``, a ``pipeline.name`` it sets), the new job is cancelled and
+    :class:`~airflow_rtml.exceptions.FlinkJobNameMismatch` raised: a retry fails the same way and never leaves
+    a second copy running.
+
+    :param job_name: the job's identity, used for adoption; it is passed as ``pipeline.name`` (the program
+        must not override it, see above).
     :param jar: path of a job jar on the Airflow worker (uploaded to the JobManager).
     :param entry_class: main class of the jar (optional if the jar's manifest names it).
     :param python: path of a PyFlink script *as the JobManager sees it* (run through Flink's PythonDriver).
@@ -125,10 +276,20 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
     :param args: program arguments (jar / python).
     :param parallelism: job parallelism (default: the cluster's).
     :param savepoint_path: start from this savepoint (templated; batch → stream hand-over).
-    :param allow_non_restored_state: allow savepoint state that maps to no operator.
-    :param flink_conf: extra Flink configuration for this job.
+    :param allow_non_restored_state: allow savepoint state that maps to no operator (an explicit choice, also
+        for upgrades: without it a plan change that drops stateful operators fails the upgrade and rolls back).
+    :param flink_conf: extra Flink configuration for this job. The record of the program is added to its
+        ``pipeline.global-job-parameters`` (other parameters given there are kept).
     :param if_running: what to do when a job named ``job_name`` is already active: ``"adopt"`` (return it),
-        ``"upgrade"`` (stop it with a savepoint, submit the new artifact from that savepoint), ``"fail"``.
+        ``"upgrade"`` (stop it with a savepoint, start the new artifact from that savepoint; if that fails, put
+        the old program back from the same savepoint and raise ``FlinkUpgradeFailed``), ``"fail"``.
+        An upgrade waits on the worker (it must be able to roll back), whatever ``deferrable`` says.
+    :param upgrade_rollback: with ``if_running="upgrade"``, require a way back: a running job that carries no
+        record of its program (started outside airflow-rtml, or its program replaced the global job
+        parameters) is then not stopped at all, and ``FlinkUpgradeFailed`` says why. ``False`` upgrades such a
+        job anyway; a failed restore then leaves it stopped, and the error names the savepoint to start from.
+    :param verify_timeout: after an upgrade, how long to wait for the new job's watermark to get back to the
+        value it had before the stop (the result reports ``watermark_resumed``; a slow watermark is not an error).
     :param savepoint_dir: target directory of the upgrade savepoint (default: the cluster's).
     :param wait_for: ``"running"`` (streaming) or ``"finished"`` (bounded jobs).
     :param deferrable: wait in the triggerer instead of a worker slot.
@@ -157,6 +318,8 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         allow_non_restored_state: bool = False,
         flink_conf: dict[str, str] | None = None,
         if_running: Literal["adopt", "upgrade", "fail"] = "adopt",
+        upgrade_rollback: bool = True,
+        verify_timeout: timedelta = timedelta(minutes=1),
         savepoint_dir: str | None = None,
         wait_for: Literal["running", "finished"] = "running",
         flink_conn_id: str = FlinkRestHook.default_conn_name,
@@ -189,6 +352,8 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         self.allow_non_restored_state = allow_non_restored_state
         self.flink_conf = flink_conf or {}
         self.if_running = if_running
+        self.upgrade_rollback = upgrade_rollback
+        self.verify_timeout = verify_timeout
         self.savepoint_dir = savepoint_dir
         self.wait_for = wait_for
         self.flink_conn_id = flink_conn_id
@@ -199,7 +364,6 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
     def execute(self, context: Context) -> dict:
         hook = FlinkRestHook(self.flink_conn_id)
         targets = ["RUNNING", "FINISHED"] if self.wait_for == "running" else ["FINISHED"]
-        savepoint = self.savepoint_path or None
         active = hook.find_active_job(self.job_name)
         if active is not None:
             if self.if_running == "fail":
@@ -212,45 +376,118 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
                 self.log.info("Adopting running job %s (%s) instead of submitting a duplicate",
                               self.job_name, active.job_id)
                 context["ti"].xcom_push(key=XCOM_JOB_ID, value=active.job_id)
-                result = {"job_id": active.job_id, "job_name": self.job_name, "adopted": True, "savepoint_path": None}
+                result = self._result(active.job_id, adopted=True, savepoint=None)
                 return self._wait(hook, active.job_id, targets, result)
-            savepoint = stop_with_savepoint(
-                hook, active.job_id, trigger_id_for(context, active.job_id, "upgrade"),
-                target_directory=self.savepoint_dir, drain=False, poll_interval=self.poll_interval,
-                log=self.log,
-            )
-            self.log.info("Upgrading %s: stopped %s with savepoint %s", self.job_name, active.job_id, savepoint)
+            return self._upgrade(context, hook, active.job_id, targets)
 
-        job_id = self._submit(hook, savepoint)
+        savepoint = self.savepoint_path or None
+        job_id = self._submit_checked(hook, savepoint)
         self.log.info("Submitted %s as job %s (from savepoint: %s): %s", self.job_name, job_id, savepoint,
                       hook.job_url(job_id))
         context["ti"].xcom_push(key=XCOM_JOB_ID, value=job_id)
-        result = {"job_id": job_id, "job_name": self.job_name, "adopted": False, "savepoint_path": savepoint}
-        return self._wait(hook, job_id, targets, result)
+        return self._wait(hook, job_id, targets, self._result(job_id, adopted=False, savepoint=savepoint))
 
-    def _submit(self, hook: FlinkRestHook, savepoint: str | None) -> str:
-        run_kwargs: dict[str, Any] = {
-            "parallelism": self.parallelism,
-            "savepoint_path": savepoint,
-            "allow_non_restored_state": self.allow_non_restored_state,
-            "flink_configuration": {**self.flink_conf, "pipeline.name": self.job_name},
-        }
+    def _result(self, job_id: str, *, adopted: bool, savepoint: str | None, **extra: Any) -> dict:
+        result = {"job_id": job_id, "job_name": self.job_name, "adopted": adopted, "savepoint_path": savepoint,
+                  "restored_from_savepoint": None, "watermark_before_ms": None, "watermark_after_ms": None,
+                  "watermark_resumed": None}
+        result.update(extra)
+        return result
+
+    # ------------------------------------------------------------------ identity (issue 10)
+    def _submit_checked(self, hook: FlinkRestHook, savepoint: str | None, artifact: JobArtifact | None = None) -> str:
+        """Submit (this operator's artifact, or ``artifact``) and check the name Flink reports for the new job;
+        on a mismatch cancel it and raise :class:`FlinkJobNameMismatch`."""
+        job_id = self._submit(hook, savepoint, artifact)
+        reported = self._reported_name(hook, job_id)
+        if reported == self.job_name:
+            return job_id
+        self.log.error("Flink job %s reports the name %r, not %r: cancelling it", job_id, reported, self.job_name)
+        state = _cancel_and_wait(hook, job_id, self.log)
+        raise FlinkJobNameMismatch(
+            f"The job submitted as {self.job_name!r} ({job_id}) reports the name {reported!r}: its program names "
+            f"itself (env.execute({reported!r}), or it sets pipeline.name), which wins over job_name=. Under "
+            f"another name the job could not be found (waits, stops) nor adopted by a retry, so it was cancelled "
+            f"(now {state.value if state else 'unknown'}). To fix this, let job_name= name the job (call "
+            f"env.execute() without a name and do not set pipeline.name in the program), or pass "
+            f"job_name={reported!r}, the job's own name.",
+            job_id=job_id, expected=self.job_name, reported=reported,
+        )
+
+    @staticmethod
+    def _reported_name(hook: FlinkRestHook, job_id: str, timeout: float = 10.0) -> str:
+        """The name Flink reports for a job just submitted (it may take a moment to be listed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return hook.get_job(job_id).name
+            except FlinkJobNotFound:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.3)
+
+    # ------------------------------------------------------------------ artifacts and submission
+    def _artifact(self, hook: FlinkRestHook) -> JobArtifact:
+        """The record of this operator's program (uploads a jar= to the JobManager: the record names its id)."""
+        common = {"parallelism": self.parallelism, "flink_conf": dict(self.flink_conf)}
         if self.sql is not None:
-            return self._submit_sql(savepoint)
+            statements = split_statements(self.sql) if isinstance(self.sql, str) else list(self.sql)
+            return JobArtifact("sql", statements=statements, sql_jars=list(self.sql_jars), **common)
         if self.jar:
             jar_id = hook.upload_jar(self.jar)
-            return hook.run_jar(jar_id, entry_class=self.entry_class, program_args=list(self.args), **run_kwargs)
+            return JobArtifact("jar", jar_id=jar_id, jar_name=Path(self.jar).name, jar_sha256=_sha256(self.jar),
+                               jar_path=str(self.jar), entry_class=self.entry_class, args=list(self.args), **common)
+        return JobArtifact("python", python=self.python, args=list(self.args), **common)
+
+    def _encoded_record(self, artifact: JobArtifact) -> str | None:
+        record = artifact.encode()
+        if len(record) > MAX_ARTIFACT_PARAM_BYTES:
+            self.log.warning(
+                "The record of %s's program is %d bytes encoded (> %d): not attached, so an upgrade of this job "
+                "cannot roll back to it.", self.job_name, len(record), MAX_ARTIFACT_PARAM_BYTES)
+            return None
+        return record
+
+    def _submit(self, hook: FlinkRestHook, savepoint: str | None, artifact: JobArtifact | None = None,
+                allow_non_restored_state: bool | None = None) -> str:
+        """Start ``artifact`` (default: this operator's) as ``job_name`` from ``savepoint``; return the job id.
+
+        The job carries the artifact's record (:data:`ARTIFACT_PARAM`), so a later upgrade can put it back.
+        """
+        artifact = artifact or self._artifact(hook)
+        allow = self.allow_non_restored_state if allow_non_restored_state is None else allow_non_restored_state
+        conf = {**_with_record(artifact.flink_conf, self._encoded_record(artifact)), "pipeline.name": self.job_name}
+        if artifact.kind == "sql":
+            return self._submit_sql(artifact, conf, savepoint, allow)
+        run_kwargs: dict[str, Any] = {"parallelism": artifact.parallelism, "savepoint_path": savepoint,
+                                      "allow_non_restored_state": allow, "flink_configuration": conf}
+        if artifact.kind == "jar":
+            return hook.run_jar(self._jar_id_of(hook, artifact), entry_class=artifact.entry_class,
+                                program_args=list(artifact.args), **run_kwargs)
         driver = self.python_driver_jar or os.environ.get(PYTHON_DRIVER_JAR_ENV)
         if not driver:
             raise FlinkConfigurationError(
                 f"{self.task_id}: python= needs Flink's PythonDriver jar. To fix this, pass "
                 f"python_driver_jar= (the distribution's opt/flink-python-<version>.jar) or set ${PYTHON_DRIVER_JAR_ENV}."
             )
-        return hook.run_python(self.python, driver_jar=driver, args=list(self.args), **run_kwargs)
+        return hook.run_python(artifact.python, driver_jar=driver, args=list(artifact.args), **run_kwargs)
 
+    @staticmethod
+    def _jar_id_of(hook: FlinkRestHook, artifact: JobArtifact) -> str:
+        """The uploaded jar of a record: still on the JobManager, or re-uploaded from the worker path when the
+        file there is byte-for-byte the recorded one (a jar replaced at the same path is not the old program)."""
+        if artifact.jar_id in {f.get("id") for f in hook.list_jars()}:
+            return artifact.jar_id
+        path = artifact.jar_path
+        if path and Path(path).is_file() and _sha256(path) == artifact.jar_sha256:
+            return hook.upload_jar(path)
+        raise FlinkJarUploadFailed(
+            f"The jar {artifact.jar_name} (id {artifact.jar_id}, sha256 {artifact.jar_sha256}) is no longer on the "
+            f"JobManager and {path} is not that file any more. To fix this, restore that jar and submit it "
+            "with savepoint_path= (or configure web.upload.dir on persistent storage).")
 
-    def _submit_sql(self, savepoint: str | None) -> str:
-        statements = split_statements(self.sql) if isinstance(self.sql, str) else list(self.sql)
+    def _submit_sql(self, artifact: JobArtifact, conf: dict[str, str], savepoint: str | None, allow: bool) -> str:
+        statements = artifact.statements
         jobs = [s for s in statements if _SUBMITS_JOB.match(strip_comments(s))]
         if len(jobs) != 1:
             raise FlinkConfigurationError(
@@ -258,14 +495,14 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
                 "To fix this, wrap several INSERTs in EXECUTE STATEMENT SET BEGIN ... END; (one job), or use one "
                 "task per job (each job needs its own job_name for adoption)."
             )
-        props = {**self.flink_conf, "pipeline.name": self.job_name}
-        if self.parallelism:
-            props["parallelism.default"] = str(self.parallelism)
+        props = dict(conf)
+        if artifact.parallelism:
+            props["parallelism.default"] = str(artifact.parallelism)
         if savepoint:
             props["execution.state-recovery.path"] = savepoint
-            if self.allow_non_restored_state:
+            if allow:
                 props["execution.state-recovery.ignore-unclaimed-state"] = "true"
-        add_jars = [f"ADD JAR '{jar}'" for jar in self.sql_jars]
+        add_jars = [f"ADD JAR '{jar}'" for jar in artifact.sql_jars]
         results = FlinkSqlGatewayHook(self.sql_gateway_conn_id).run_statements(
             add_jars + statements, properties=props, session_name=f"airflow-rtml {self.job_name}"
         )
@@ -276,6 +513,157 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
                 statement=jobs[0],
             )
         return job_ids[0]
+
+    # ------------------------------------------------------------------ upgrade (issue 11)
+    def _recorded_artifact(self, hook: FlinkRestHook, job_id: str) -> JobArtifact | None:
+        text = hook.get_job_user_config(job_id).get(ARTIFACT_PARAM)
+        if not text:
+            return None
+        try:
+            return JobArtifact.decode(text)
+        except ValueError as exc:
+            self.log.warning("Job %s carries a %s that cannot be read: %s", job_id, ARTIFACT_PARAM, exc)
+            return None
+
+    def _wait_sync(self, hook: FlinkRestHook, job_id: str, targets: list[str], timeout: float | None = None) -> str:
+        """Block until ``job_id`` reaches a target state; raise like :meth:`_wait` otherwise; return the state."""
+        limit = self.wait_timeout.total_seconds() if self.wait_timeout else None
+        if timeout is not None:
+            limit = timeout if limit is None else min(limit, timeout)
+        deadline = time.time() + limit if limit is not None else None
+        trigger = FlinkJobStateTrigger(job_id, targets, self.flink_conn_id, min(self.poll_interval, 1.0), deadline)
+        return raise_for_event(trigger.run_blocking(hook))["state"]
+
+    def _check_restored(self, hook: FlinkRestHook, job_id: str, savepoint: str) -> None:
+        info = hook.get_checkpoints(job_id)
+        if not (info.restored_is_savepoint and info.restored_from == savepoint):
+            raise _UpgradeNotRestored(
+                f"Flink job {job_id} runs but reports no restore from the savepoint {savepoint} (restored from: "
+                f"{info.restored_from or 'nothing'}).", job_id=job_id, state="RUNNING",
+                root_cause=f"restored from {info.restored_from or 'nothing'}, expected savepoint {savepoint}")
+
+    def _new_job_named(self, hook: FlinkRestHook, known: set[str]) -> str | None:
+        """The newest job of ``job_name`` that was not listed before the submit (its id, when the submit
+        raised before returning one: e.g. the SQL Gateway's "Could not start the JobMaster")."""
+        fresh = sorted((j for j in hook.find_jobs_by_name(self.job_name) if j.job_id not in known),
+                       key=lambda j: j.start_time_ms)
+        return fresh[-1].job_id if fresh else None
+
+    def _failure_cause(self, hook: FlinkRestHook, job_id: str | None, exc: Exception) -> str:
+        """Flink's real reason for a failed start: the job's ``/jobs/:id/exceptions`` when there is a job,
+        else what the failing call said (the SQL Gateway's cause, the jar run's answer)."""
+        if job_id:
+            try:
+                root = hook.get_root_cause(job_id)
+                if root:
+                    return short_cause(root)
+            except (FlinkApiError, FlinkConnectionError, FlinkJobNotFound) as lookup:
+                self.log.warning("Could not read the exceptions of job %s: %s", job_id, lookup)
+        return str(getattr(exc, "root_cause", None) or getattr(exc, "cause", None) or exc)
+
+    def _upgrade(self, context: Context, hook: FlinkRestHook, old_id: str, targets: list[str]) -> dict:
+        """Stop ``old_id`` with a savepoint, start this artifact from it, verify; roll back on failure."""
+        old_artifact = self._recorded_artifact(hook, old_id)
+        if old_artifact is None and self.upgrade_rollback:
+            raise FlinkUpgradeFailed(
+                f"Not upgrading {self.job_name!r}: the running job {old_id} carries no record of its program (the "
+                f"global job parameter {ARTIFACT_PARAM!r}): it was started outside airflow-rtml, or its program "
+                "replaced the global job parameters (env.getConfig().setGlobalJobParameters(...)). Without it the "
+                "old program could not be put back if the new one fails to restore, so nothing was stopped; the job "
+                "still runs. To fix this, merge into the global job parameters in the program instead of replacing "
+                "them (and resubmit it with this operator once), or pass upgrade_rollback=False to upgrade without "
+                "a way back.",
+                job_name=self.job_name, savepoint_path=None, cause="no program record on the running job",
+            )
+        watermark_before = stream_watermark(hook, old_id)
+        savepoint = stop_with_savepoint(
+            hook, old_id, trigger_id_for(context, old_id, "upgrade"), target_directory=self.savepoint_dir,
+            drain=False, poll_interval=self.poll_interval, log=self.log,
+        )
+        self.log.info("Upgrading %s: stopped %s with savepoint %s (watermark then: %s)", self.job_name, old_id,
+                      savepoint, watermark_before)
+        known = {j.job_id for j in hook.find_jobs_by_name(self.job_name)}
+        new_id: str | None = None
+        try:
+            new_id = self._submit_checked(hook, savepoint)
+            context["ti"].xcom_push(key=XCOM_JOB_ID, value=new_id)
+            state = self._wait_sync(hook, new_id, targets)
+            self._check_restored(hook, new_id, savepoint)
+        except (FlinkSqlError, FlinkJarUploadFailed, FlinkJobFailed, FlinkJobNameMismatch, FlinkWaitTimeout,
+                FlinkJobNotFound) as exc:
+            raise self._roll_back(context, hook, old_artifact, savepoint, new_id, known, exc) from exc
+        self.log.info("Upgraded %s: job %s restored from %s: %s", self.job_name, new_id, savepoint,
+                      hook.job_url(new_id))
+        watermark_after, resumed = self._watermark_resumed(hook, new_id, watermark_before, state)
+        return self._result(new_id, adopted=False, savepoint=savepoint, state=state, restored_from_savepoint=True,
+                            watermark_before_ms=watermark_before, watermark_after_ms=watermark_after,
+                            watermark_resumed=resumed)
+
+    def _watermark_resumed(self, hook: FlinkRestHook, job_id: str, before: int | None,
+                           state: str) -> tuple[int | None, bool | None]:
+        """Wait (up to ``verify_timeout``) for the new job's watermark to reach ``before``."""
+        if before is None:
+            self.log.info("%s reported no watermark before the stop: nothing to compare after the upgrade",
+                          self.job_name)
+            return stream_watermark(hook, job_id), None
+        deadline = time.monotonic() + self.verify_timeout.total_seconds()
+        after = stream_watermark(hook, job_id)
+        while state == "RUNNING" and (after is None or after < before) and time.monotonic() < deadline:
+            time.sleep(min(self.poll_interval, 1.0))
+            after = stream_watermark(hook, job_id)
+        resumed = after is not None and after >= before
+        if not resumed:
+            self.log.warning(
+                "The upgraded %s (%s) restored from its savepoint, but its watermark %s has not reached %s (the value "
+                "before the stop) within %s: an idle or slow source?", self.job_name, job_id, after, before,
+                self.verify_timeout)
+        return after, resumed
+
+    def _roll_back(self, context: Context, hook: FlinkRestHook, old: JobArtifact | None, savepoint: str,
+                   failed_id: str | None, known: set[str], exc: Exception) -> FlinkUpgradeFailed:
+        """Cancel what the failed upgrade left, put the old program back from ``savepoint``; return the error."""
+        failed_id = failed_id or getattr(exc, "job_id", None) or self._new_job_named(hook, known)
+        cause = self._failure_cause(hook, failed_id, exc)
+        if failed_id:
+            try:
+                if not hook.get_job_state(failed_id).is_terminal:
+                    _cancel_and_wait(hook, failed_id, self.log)
+            except FlinkJobNotFound:
+                pass
+        self.log.error("Upgrade of %s failed (job %s): %s", self.job_name, failed_id, cause)
+        restored_id, restore_error = None, None
+        if old is not None:
+            try:
+                restored_id = self._submit_checked(hook, savepoint, old)
+                self._wait_sync(hook, restored_id, ["RUNNING", "FINISHED"], timeout=300)
+                self._check_restored(hook, restored_id, savepoint)
+                context["ti"].xcom_push(key=XCOM_JOB_ID, value=restored_id)
+                self.log.info("Put the old program of %s back from %s as job %s", self.job_name, savepoint,
+                              restored_id)
+            except (FlinkSqlError, FlinkJarUploadFailed, FlinkJobFailed, FlinkJobNameMismatch, FlinkWaitTimeout,
+                    FlinkJobNotFound, FlinkConfigurationError, FlinkApiError) as again:
+                restore_error = f"{type(again).__name__}: {again}"
+                restored_id = None
+        if restored_id:
+            outcome = (f"The old program was put back from that savepoint as job {restored_id}: the stream runs "
+                       "as before the upgrade.")
+        elif old is None:
+            outcome = ("Nothing was put back (upgrade_rollback=False and the old job carried no record of its "
+                       "program): the stream is DOWN.")
+        else:
+            outcome = f"Putting the old program back failed too ({restore_error}): the stream is DOWN."
+        hint = ("To fix this, make the new program's state compatible (keep operator uids; for SQL keep the plan "
+                "or use a compiled plan), or accept dropping the unmapped state with allow_non_restored_state=True."
+                if "allowNonRestoredState" in cause or "Cannot map" in cause else
+                "To fix this, see Flink's cause above.")
+        if not restored_id:
+            hint += f" To start by hand, submit a program with savepoint_path={savepoint!r}."
+        return FlinkUpgradeFailed(
+            f"Upgrade of {self.job_name!r} failed: the new program (job {failed_id or 'not created'}) did not start "
+            f"from the savepoint {savepoint}. Flink said:\n{cause}\n{outcome} {hint}",
+            job_name=self.job_name, savepoint_path=savepoint, cause=cause, failed_job_id=failed_id,
+            restored_job_id=restored_id,
+        )
 
 
 _SUBMITS_JOB = re.compile(r"^\s*(INSERT\s|EXECUTE\s+STATEMENT\s+SET\b|EXECUTE\s+INSERT\s)", re.IGNORECASE)
