@@ -241,6 +241,19 @@ def _cancel_and_wait(hook: FlinkRestHook, job_id: str, log, timeout: float = CAN
     return state
 
 
+def _distinct_lines(text: str) -> str:
+    """A cause without the lines that only repeat an earlier one's message under another exception wrapper
+    (Flink nests the same "Cannot map … state" text in two ``Caused by`` lines)."""
+    seen: set[str] = set()
+    kept = []
+    for line in text.splitlines():
+        message = line.rsplit("Exception: ", 1)[-1]
+        if message not in seen:
+            seen.add(message)
+            kept.append(line)
+    return "\n".join(kept)
+
+
 class _UpgradeNotRestored(FlinkJobFailed):
     """The new job of an upgrade runs but reports no restore from the upgrade's savepoint (internal)."""
 
@@ -556,7 +569,7 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
             try:
                 root = hook.get_root_cause(job_id)
                 if root:
-                    return short_cause(root)
+                    return _distinct_lines(short_cause(root))
             except (FlinkApiError, FlinkConnectionError, FlinkJobNotFound) as lookup:
                 self.log.warning("Could not read the exceptions of job %s: %s", job_id, lookup)
         return str(getattr(exc, "root_cause", None) or getattr(exc, "cause", None) or exc)

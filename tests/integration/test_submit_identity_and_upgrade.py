@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -109,7 +108,7 @@ ONE_AGGREGATION = SOURCE + "INSERT INTO sink SELECT k, COUNT(*) FROM gen GROUP B
 
 def _sql_op(name: str, sql: str, **kw) -> FlinkSubmitJobOperator:
     return FlinkSubmitJobOperator(task_id="submit_sql", job_name=name, sql=sql, deferrable=False, poll_interval=0.5,
-                                  verify_timeout=timedelta(seconds=30), **kw)
+                                  **kw)
 
 
 def _aggregations(hook, job_id: str) -> int:
