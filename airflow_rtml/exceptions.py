@@ -22,13 +22,23 @@ class FlinkConnectionError(FlinkError):
     """The JobManager (or SQL Gateway) could not be reached, after retrying transient errors."""
 
 
-class FlinkApiError(FlinkError):
-    """Flink answered a request with an error that is not retryable (4xx other than 404/429)."""
+#: The most of a response body an exception keeps (``FlinkApiError.body``): errors stay small in logs and XComs.
+BODY_EXCERPT_CHARS = 2000
 
-    def __init__(self, message: str, status_code: int | None = None, body: str | None = None):
+
+class FlinkApiError(FlinkError):
+    """Flink answered a request with an error that is not retryable (4xx other than 404/429), or with a body
+    that is no Flink answer at all (``unreadable``: a proxy's HTML page, a body over the size cap).
+
+    ``body`` is a bounded excerpt (:data:`BODY_EXCERPT_CHARS`), never the whole body.
+    """
+
+    def __init__(self, message: str, status_code: int | None = None, body: str | None = None,
+                 unreadable: bool = False):
         super().__init__(message)
         self.status_code = status_code
-        self.body = body
+        self.body = body[:BODY_EXCERPT_CHARS] if body else body
+        self.unreadable = unreadable
 
 
 class FlinkJobNotFound(FlinkError):
@@ -138,3 +148,73 @@ class FlinkCheckpointingDisabled(FlinkConfigurationError):
     def __init__(self, message: str, job_id: str | None = None):
         super().__init__(message)
         self.job_id = job_id
+
+
+class KafkaProgressTopicError(KafkaConfigurationError):
+    """A progress topic is set up so that producers' latest signals can vanish (compaction, short retention):
+    a re-read would take the minimum over a subset of the producers."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The error vocabulary, mapped once. A stream reader turns what went wrong into an error kind (exception ->
+# kind: :func:`error_kind`); a wait that ends on it carries the kind as its event's ``reason``; the task that
+# resumes turns the reason back into the same exception class (reason -> exception: :func:`exception_for`).
+
+from enum import Enum  # noqa: E402 - the vocabulary needs it, the classes above do not
+
+
+class FailureReason(str, Enum):
+    """Why a wait (or a lifecycle operation) failed: the ``reason`` of a failure event (public API, stable)."""
+
+    JOB_FAILED = "job_failed"  # FAILED / CANCELED while waiting for something else
+    UNEXPECTED_STATE = "unexpected_state"  # another terminal state (e.g. FINISHED while waiting for RUNNING)
+    JOB_NOT_FOUND = "job_not_found"
+    API_ERROR = "api_error"  # a non-retryable REST answer (4xx), or a value that cannot be read
+    SAVEPOINT_FAILED = "savepoint_failed"  # the savepoint operation completed with a failure cause
+    STALLED = "stalled"  # a RUNNING stream's progress did not move for stall_timeout
+    CONFIGURATION = "configuration"  # a connection or argument that cannot work (fix it, then retry)
+    CHECKPOINTING_DISABLED = "checkpointing_disabled"  # commit-aware wait on a job without checkpointing
+
+
+#: The error kind of a transient problem (unreachable, 5xx, 429, an unreadable proxy page): retried until the
+#: wait's deadline, never a failure by itself.
+TRANSIENT = "transient"
+
+
+def error_kind(exc: BaseException) -> FailureReason | str:
+    """The error kind of ``exc``: :data:`TRANSIENT` or the :class:`FailureReason` that ends the waits it concerns."""
+    if isinstance(exc, FlinkCheckpointingDisabled):
+        return FailureReason.CHECKPOINTING_DISABLED
+    if isinstance(exc, (FlinkConfigurationError, KafkaConfigurationError)):
+        return FailureReason.CONFIGURATION
+    if isinstance(exc, FlinkJobNotFound):
+        return FailureReason.JOB_NOT_FOUND
+    if isinstance(exc, FlinkConnectionError):
+        return TRANSIENT
+    if isinstance(exc, FlinkApiError):
+        status = exc.status_code
+        # 5xx, 429 and answers that are no Flink answer at all (a proxy's HTML page, a redirect) pass.
+        if exc.unreadable or (status is not None and (status >= 500 or status == 429 or status < 400)):
+            return TRANSIENT
+        return FailureReason.API_ERROR
+    return FailureReason.API_ERROR  # a value we cannot read (ProgressParseError): say which, do not guess
+
+
+def exception_for(reason: FailureReason | str, message: str, *, job_id: str = "", stream: str | None = None,
+                  state: str | None = None, root_cause: str | None = None, progress_ms: int | None = None,
+                  trigger_id: str | None = None) -> RtmlError:
+    """The exception a failure event with ``reason`` raises (the deferred path raises what the sync path does)."""
+    reason = FailureReason(reason)
+    if reason is FailureReason.JOB_NOT_FOUND:
+        return FlinkJobNotFound(message, job_id=job_id or None)
+    if reason is FailureReason.API_ERROR:
+        return FlinkApiError(message)
+    if reason is FailureReason.CONFIGURATION:
+        return FlinkConfigurationError(message)
+    if reason is FailureReason.CHECKPOINTING_DISABLED:
+        return FlinkCheckpointingDisabled(message, job_id=job_id or None)
+    if reason is FailureReason.STALLED:
+        return StreamStalled(message, stream=stream or job_id, progress_ms=progress_ms)
+    if reason is FailureReason.SAVEPOINT_FAILED:
+        return FlinkSavepointFailed(message, job_id=job_id, trigger_id=trigger_id, cause=root_cause)
+    return FlinkJobFailed(message, job_id=job_id, state=state or "", root_cause=root_cause)

@@ -60,17 +60,12 @@ class EventTimeJob:
 
     def wait_progress(self, hook: FlinkRestHook, expected: int, timeout: float = 30) -> int | None:
         """Poll the job's reported progress until it equals ``expected``; return the last value seen."""
-        from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger
-
-        poller = FlinkWatermarkTrigger.poller(
-            FlinkWatermarkTrigger(threshold_ms=0, job_id=self.job_id).serialize()[1])
-        poller.hook = hook
-        import asyncio
+        from airflow_rtml.streams.flink import read_progress
 
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            last = asyncio.run(poller.poll_once())["progress_ms"]
+            last = read_progress(hook, job_id=self.job_id).progress_ms
             if last == expected:
                 return last
             time.sleep(0.5)

@@ -197,11 +197,14 @@ def _progress(stack: LocalStack, job_name: str) -> int | None:
     import asyncio
     import os
 
-    from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger
+    from airflow_rtml.hooks.flink import FlinkRestHook
+    from airflow_rtml.streams.flink import FlinkStreamReader
 
     os.environ.setdefault("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
-    poller = FlinkWatermarkTrigger.poller(FlinkWatermarkTrigger(threshold_ms=0, job_name=job_name).serialize()[1])
-    return asyncio.run(poller.poll_once())["progress_ms"]
+    reader = FlinkStreamReader(flink_conn_id="flink_default", job_name=job_name, job_id=None, vertex=None,
+                               metric="currentInputWatermark", commit_aware=False, poll_interval=1.0,
+                               hook=FlinkRestHook())
+    return asyncio.run(reader.poll_once()).progress_ms  # None while the job is missing or unreadable
 
 
 def _cancel_jobs(stack: LocalStack, chain: Chain) -> None:

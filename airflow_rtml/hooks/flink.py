@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,9 @@ import httpx
 import tenacity
 from airflow.sdk import BaseHook
 
+from airflow_rtml.progress.waits import short_cause  # noqa: F401 - re-exported (old import path)
 from airflow_rtml.exceptions import (
+    BODY_EXCERPT_CHARS,
     FlinkApiError,
     FlinkConfigurationError,
     FlinkConnectionError,
@@ -45,7 +48,32 @@ from airflow_rtml.exceptions import (
 )
 
 ALLOWED_EXTRAS = ("verify", "ca_bundle", "client_cert", "client_key", "bearer_token", "timeout", "web_ui_url",
-                  "metrics_reporter_port", "metrics_reporter_urls")
+                  "metrics_reporter_port", "metrics_reporter_urls", "watermark_source", "max_response_bytes")
+
+#: Default cap on a response body read from Flink (connection extra ``max_response_bytes``): a proxy's 150 MB
+#: error page must not cost the triggerer 1 GB.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+#: The TaskManagers' Prometheus reporter port probed when ``watermark_source`` is ``auto`` (Flink's default).
+DEFAULT_REPORTER_PORT = 9249
+WATERMARK_SOURCES = ("auto", "rest", "reporter")
+_FLINK_ID = re.compile(r"[0-9a-f]{32}")
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+(?::[^/\s@]*)?@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it masked (``http://user:secret@h`` → ``http://***@h``)."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+def check_flink_id(value: Any, what: str = "job_id") -> str:
+    """``value`` if it is a Flink id (32 lowercase hex characters), else :class:`FlinkConfigurationError`: an id
+    is spliced into REST paths, so ``../``, ``?`` or ``#`` must never reach a URL."""
+    if not isinstance(value, str) or not _FLINK_ID.fullmatch(value):
+        raise FlinkConfigurationError(
+            f"{what} {redact(repr(value))[:100]} is not a Flink id. To fix this, pass the 32 lowercase hex "
+            f"characters Flink shows for it (e.g. in GET /jobs/overview), or wait on the job's name instead."
+        )
+    return value
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +115,68 @@ class JobOverview:
     state: JobState
     start_time_ms: int
     end_time_ms: int
+    duration_ms: int = -1
+
+    @property
+    def jobmanager_now_ms(self) -> int | None:
+        """The JobManager's clock when it answered (a running job's ``start-time + duration``), else None."""
+        if self.end_time_ms >= 0 or self.start_time_ms < 0 or self.duration_ms < 0:
+            return None
+        return self.start_time_ms + self.duration_ms
 
     @classmethod
     def from_json(cls, j: dict) -> JobOverview:
-        return cls(j["jid"], j["name"], JobState(j["state"]), int(j.get("start-time", -1)), int(j.get("end-time", -1)))
+        return cls(j["jid"], j["name"], JobState(j["state"]), int(j.get("start-time", -1)), int(j.get("end-time", -1)),
+                   int(j.get("duration", -1)))
+
+
+def resolve_job_name(jobs: list[JobOverview], name: str, *, active_only: bool = False) -> JobOverview | None:
+    """The one job-reference resolution: the newest non-terminal job named ``name``; else (unless
+    ``active_only``) the newest ended one; None when no job has the name."""
+    named = [j for j in jobs if j.name == name]
+    active = [j for j in named if not j.state.is_terminal]
+    pool = active if active or active_only else named
+    return max(pool, key=lambda j: j.start_time_ms) if pool else None
+
+
+@dataclass(frozen=True)
+class BadEntry:
+    """An entry of ``GET /jobs/overview`` that cannot be read: its job id and name where readable, and why."""
+
+    job_id: str | None
+    name: str | None
+    why: str
+
+
+@dataclass(frozen=True)
+class Overview:
+    """``GET /jobs/overview`` read entry by entry: ``jobs`` the readable entries, ``bad`` the others."""
+
+    jobs: list[JobOverview]
+    bad: list[BadEntry]
+
+    def bad_entry(self, *, job_id: str | None = None, name: str | None = None) -> BadEntry | None:
+        """The unreadable entry of this job id or name, if any."""
+        return next((b for b in self.bad if (job_id and b.job_id == job_id) or (name and b.name == name)), None)
+
+
+def parse_overview(body: Any) -> Overview:
+    """An :class:`Overview` from the JSON body; only a body that is no overview at all raises (ValueError)."""
+    if not isinstance(body, dict) or not isinstance(body.get("jobs", []), list):
+        raise ValueError("not a jobs overview (no 'jobs' list)")
+    jobs, bad = [], []
+    for entry in body.get("jobs", []):
+        entry = entry if isinstance(entry, dict) else {}
+        jid, name = entry.get("jid"), entry.get("name")
+        jid = jid if isinstance(jid, str) and _FLINK_ID.fullmatch(jid) else None
+        name = name if isinstance(name, str) else None
+        try:
+            if jid is None or name is None:
+                raise ValueError("no job id" if jid is None else "no name")
+            jobs.append(JobOverview.from_json(entry))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            bad.append(BadEntry(jid, name, f"{type(exc).__name__}: {str(exc)[:200]}"))
+    return Overview(jobs, bad)
 
 
 @dataclass(frozen=True)
@@ -133,6 +219,9 @@ class CheckpointInfo:
     latest_completed_path: str | None
     restored_from: str | None
     restored_is_savepoint: bool
+    restored_id: int | None = None
+    latest_triggered_id: int = 0  # 0: none triggered yet (Flink numbers checkpoints from 1)
+    latest_savepoint_type: str | None = None  # e.g. "SYNC_SAVEPOINT" (a stop-with-savepoint), "SAVEPOINT"
 
     @classmethod
     def from_json(cls, j: dict) -> CheckpointInfo:
@@ -140,7 +229,12 @@ class CheckpointInfo:
         latest = j.get("latest") or {}
         done = latest.get("completed") or {}
         restored = latest.get("restored") or {}
+        ids = [e.get("id") for e in (j.get("history") or []) if isinstance(e, dict)]
+        ids += [(latest.get(k) or {}).get("id") for k in ("completed", "failed", "savepoint")]
         return cls(
+            restored_id=restored.get("id"),
+            latest_savepoint_type=(latest.get("savepoint") or {}).get("checkpoint_type"),
+            latest_triggered_id=max((int(i) for i in ids if isinstance(i, int) and not isinstance(i, bool)), default=0),
             completed=int(counts.get("completed", 0)),
             failed=int(counts.get("failed", 0)),
             latest_completed_id=done.get("id"),
@@ -179,32 +273,27 @@ def root_cause_from_exceptions(body: dict) -> str | None:
     return body.get("root-exception") or None
 
 
-_CAUSE_LINE = re.compile(r"^(Caused by: .*|[A-Za-z_][\w.]*(Error|Exception)\b.*)$")
-
-
-def short_cause(text: str | None, lines: int = 12) -> str:
-    """A Java stack trace reduced to what says *why*: its first line, every ``Caused by:`` line, and the
-    exception lines of an embedded Python traceback (a PyFlink UDF's error). Stack frames are dropped."""
-    if not text:
-        return "(Flink reported no exception)"
-    all_lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    kept = all_lines[:1]
-    for ln in all_lines[1:]:
-        if _CAUSE_LINE.match(ln) and ln not in kept:
-            kept.append(ln[:500])
-    return "\n".join(kept[-lines:] if len(kept) > lines else kept)
-
-
-
 def _url_host(host: str) -> str:
     """A host for a URL: IPv6 literals in brackets (a zone id's ``%`` escaped)."""
     return f"[{host.replace('%', '%25')}]" if ":" in host else host
 
 
+_BAD_REPORTER_LINES: set[str] = set()
+
+
+def _log_bad_reporter_line(what: str) -> None:
+    if what not in _BAD_REPORTER_LINES and len(_BAD_REPORTER_LINES) < 100:  # once per distinct line
+        _BAD_REPORTER_LINES.add(what)
+        log.warning("Skipping a Flink metric reporter line that cannot be read (its subtask counts as unknown): %s",
+                    what)
+
+
 def parse_reporter_watermarks(text: str) -> dict[tuple[str, str], dict[int, tuple[int, str]]]:
     """``(job_id, vertex_id) -> {subtask index: (attempt number, value)}`` from a Prometheus reporter's
     exposition text; only :data:`REPORTER_INPUT_WATERMARK` samples are read (other lines are skipped without
-    parsing). Of two attempts of one subtask (a failover in progress) the newer one wins."""
+    parsing). Of two attempts of one subtask (a failover in progress) the newer one wins. A sample line that
+    cannot be read (no value, no job/task/subtask labels) is skipped and logged: the subtask it was about then
+    counts as unknown for its own job, and every other job's samples are still read."""
     out: dict[tuple[str, str], dict[int, tuple[int, str]]] = {}
     prefix = REPORTER_INPUT_WATERMARK + "{"
     for line in text.splitlines():
@@ -213,14 +302,16 @@ def parse_reporter_watermarks(text: str) -> dict[tuple[str, str], dict[int, tupl
         labels_end = line.rfind("}")
         labels = dict(_LABEL.findall(line[len(prefix):labels_end]))
         fields = line[labels_end + 1:].split()
-        if labels_end < 0 or not fields:
-            raise ValueError(f"reporter line without a value: {line[:300]!r}")
-        value = fields[0]
         try:
+            if labels_end < 0 or not fields:
+                raise ValueError("without a value")
+            value = fields[0]
             key = (labels["job_id"], labels["task_id"])
             subtask, attempt = int(labels["subtask_index"]), int(labels.get("task_attempt_num", 0))
         except (KeyError, ValueError) as exc:
-            raise ValueError(f"reporter line without job_id/task_id/subtask_index labels: {line[:300]!r}") from exc
+            _log_bad_reporter_line(f"{exc if isinstance(exc, ValueError) else 'without job_id/task_id/subtask_index'}"
+                                   f": {line[:300]!r}")
+            continue
         parts = out.setdefault(key, {})
         if subtask not in parts or parts[subtask][0] <= attempt:
             parts[subtask] = (attempt, value)
@@ -245,21 +336,21 @@ class _Call:
 _WRAPPER_LINES = ("Internal server error.", "<Exception on server side:", "End of exception on server side>")
 
 
-def _error_text(resp: httpx.Response) -> str:
+def _error_text(resp: httpx.Response, content: bytes, text: str) -> str:
     """Flink's ``{"errors": [...]}`` reduced to what says why: each error's exception line and its
-    ``Caused by`` lines, without Flink's generic wrapper lines and Java stack frames."""
+    ``Caused by`` lines, without Flink's generic wrapper lines and Java stack frames; a bounded excerpt."""
     try:
-        errors = resp.json().get("errors")
-    except (ValueError, AttributeError):
+        errors = json.loads(content).get("errors")
+    except (ValueError, AttributeError, RecursionError):
         errors = None
-    if not errors:
-        return resp.text[:1000]
+    if not errors or not isinstance(errors, list):
+        return text[:1000]
     kept = []
-    for err in errors:
-        lines = [ln for ln in str(err).strip().splitlines() if ln.strip() not in _WRAPPER_LINES]
+    for err in errors[:20]:
+        lines = [ln for ln in str(err)[:20_000].strip().splitlines() if ln.strip() not in _WRAPPER_LINES]
         if lines:
             kept.append(short_cause("\n".join(lines), lines=4))
-    return "; ".join(kept)[:2000] or resp.text[:1000]
+    return "; ".join(kept)[:2000] or text[:1000]
 
 
 def _check_trigger_id(trigger_id: str | None) -> None:
@@ -270,12 +361,20 @@ def _check_trigger_id(trigger_id: str | None) -> None:
         )
 
 
+class _CheckpointingOff(Exception):
+    """``/jobs/:id/checkpoints/config`` answered 404: checkpointing is not enabled for the job."""
+
+
+class _RetryableAnswer(Exception):
+    """A 5xx or 429 answer (with its capped body), retried while attempts last."""
+
+    def __init__(self, resp: httpx.Response, content: bytes):
+        super().__init__(f"HTTP {resp.status_code}")
+        self.response, self.content = resp, content
+
+
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.TransportError):
-        return True
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code >= 500 or exc.response.status_code == 429
-    return False
+    return isinstance(exc, (httpx.TransportError, _RetryableAnswer))
 
 
 class FlinkHttpHook(BaseHook):
@@ -337,9 +436,22 @@ class FlinkHttpHook(BaseHook):
                 f"Connection {conn.conn_id!r}: scheme must be http or https, got {scheme!r}."
             )
         base_url = f"{scheme}://{host.rstrip('/')}:{conn.port or cls.default_port}"
+        name = conn.conn_id
+
+        def bad(key: str, expected: str) -> FlinkConfigurationError:
+            return FlinkConfigurationError(
+                f"Connection {name!r}: extra {key!r} must be {expected}, got {redact(repr(extra.get(key)))[:100]}. "
+                f"To fix this, correct (or remove) {key!r} in the connection's extra field."
+            )
+
         verify: Any = extra.get("verify", True)
-        if isinstance(verify, str):
-            verify = verify.lower() not in ("false", "0", "no")
+        if isinstance(verify, str) and verify.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
+            verify = verify.strip().lower() in ("true", "1", "yes")
+        if not isinstance(verify, bool):
+            raise bad("verify", "true or false")
+        for key in ("ca_bundle", "client_cert", "client_key", "bearer_token", "web_ui_url"):
+            if extra.get(key) is not None and not isinstance(extra[key], str):
+                raise bad(key, "a string")
         if verify and extra.get("ca_bundle"):
             verify = str(extra["ca_bundle"])
         cert = None
@@ -351,30 +463,38 @@ class FlinkHttpHook(BaseHook):
             headers["Authorization"] = f"Bearer {extra['bearer_token']}"
         elif conn.login:
             auth = (conn.login, conn.password or "")
+        timeout = extra.get("timeout", 10)
         try:
-            timeout = float(extra.get("timeout", 10))
-        except (TypeError, ValueError) as exc:
-            raise FlinkConfigurationError(f"Connection {conn.conn_id!r}: extra 'timeout' must be a number of seconds.") from exc
+            timeout = float(timeout) if not isinstance(timeout, bool) else math.nan
+        except (TypeError, ValueError):
+            timeout = math.nan
+        if not (math.isfinite(timeout) and 0 < timeout <= 600):
+            raise bad("timeout", "a number of seconds in (0, 600]")
+        cap = extra.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+        if isinstance(cap, str) and cap.strip().isdigit():
+            cap = int(cap)
+        if not isinstance(cap, int) or isinstance(cap, bool) or not 1024 <= cap <= 1024**3:
+            raise bad("max_response_bytes", "a whole number of bytes from 1024 to 1073741824")
+        source = extra.get("watermark_source", "auto")
+        if source not in WATERMARK_SOURCES:
+            raise bad("watermark_source", " or ".join(repr(x) for x in WATERMARK_SOURCES))
         reporter_port = extra.get("metrics_reporter_port")
         if reporter_port not in (None, ""):
-            try:
+            if isinstance(reporter_port, str) and reporter_port.strip().isdigit():
                 reporter_port = int(reporter_port)
-            except (TypeError, ValueError) as exc:
-                raise FlinkConfigurationError(
-                    f"Connection {conn.conn_id!r}: extra 'metrics_reporter_port' must be a port number, got "
-                    f"{reporter_port!r}."
-                ) from exc
+            if not isinstance(reporter_port, int) or isinstance(reporter_port, bool) or not 0 < reporter_port < 65536:
+                raise bad("metrics_reporter_port", "a port number")
         else:
             reporter_port = None
         reporter_urls = extra.get("metrics_reporter_urls") or []
         if isinstance(reporter_urls, str):
             reporter_urls = [u.strip() for u in reporter_urls.split(",") if u.strip()]
-        bad = [u for u in reporter_urls if not str(u).startswith(("http://", "https://"))]
-        if bad:
-            raise FlinkConfigurationError(
-                f"Connection {conn.conn_id!r}: extra 'metrics_reporter_urls' must be http(s) URLs of the "
-                f"TaskManagers' Prometheus reporters (e.g. http://tm-0:9249/metrics), got {bad}."
-            )
+        if not isinstance(reporter_urls, list) or any(
+                not isinstance(u, str) or not u.startswith(("http://", "https://")) for u in reporter_urls):
+            raise bad("metrics_reporter_urls",
+                      "http(s) URLs of the TaskManagers' Prometheus reporters (e.g. http://tm-0:9249/metrics)")
+        if source == "reporter" and not (reporter_urls or reporter_port):
+            reporter_port = DEFAULT_REPORTER_PORT
         return {
             "reporter_port": reporter_port,
             "reporter_urls": [str(u) for u in reporter_urls],
@@ -385,6 +505,8 @@ class FlinkHttpHook(BaseHook):
             "auth": auth,
             "timeout": timeout,
             "web_ui_url": str(extra.get("web_ui_url") or base_url).rstrip("/"),
+            "max_response_bytes": cap,
+            "watermark_source": source,
         }
 
     def _get_settings(self) -> dict[str, Any]:
@@ -429,78 +551,108 @@ class FlinkHttpHook(BaseHook):
             kw["files"] = call.files
         return kw
 
-    def _finish(self, call: _Call, resp: httpx.Response) -> Any:
+    def _cap(self) -> int:
+        return (self._settings or {}).get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+
+    def _too_large(self, call: _Call, resp: httpx.Response) -> FlinkApiError:
+        return FlinkApiError(
+            f"{self.service_name} REST {call.method} {redact(call.path)} answered {resp.status_code} with a body "
+            f"larger than {self._cap()} bytes; it was not read. To fix this, check that connection {self.conn_id!r} "
+            f"points at a {self.service_name}'s REST port (not a proxy page), or raise the connection extra "
+            "max_response_bytes.", resp.status_code, unreadable=True,
+        )
+
+    def _finish(self, call: _Call, resp: httpx.Response, content: bytes) -> Any:
+        text = content.decode(resp.encoding or "utf-8", errors="replace")
         if resp.status_code == 404 and call.not_found is not None:
             raise call.not_found()
         if resp.status_code >= 400:
             raise FlinkApiError(
-                f"{self.service_name} REST {call.method} {call.path} answered {resp.status_code}: {_error_text(resp)}",
-                resp.status_code,
-                resp.text,
+                f"{self.service_name} REST {call.method} {redact(call.path)} answered {resp.status_code}: "
+                f"{redact(_error_text(resp, content, text))}",
+                resp.status_code, redact(text[:BODY_EXCERPT_CHARS]),
             )
         try:
-            body = resp.text if call.text else resp.json() if resp.content else None
+            if resp.status_code != 200 and not (200 <= resp.status_code < 300):
+                raise ValueError(f"status {resp.status_code} is not an answer")  # a redirect: no Flink answer
+            body = text if call.text else json.loads(content) if content else None
             return call.parse(body)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
             raise FlinkApiError(
-                f"{self.service_name} REST {call.method} {call.path} answered {resp.status_code} with a body we "
-                f"cannot read ({exc!r}): {resp.text[:500]!r}. To fix this, check that connection {self.conn_id!r} "
-                f"points at a {self.service_name}'s REST port (not a proxy error page).",
-                resp.status_code,
-                resp.text,
-            ) from exc
+                f"{self.service_name} REST {call.method} {redact(call.path)} answered {resp.status_code} with a body "
+                f"we cannot read ({type(exc).__name__}: {redact(str(exc))[:200]}): {redact(text[:300])!r}. To fix "
+                f"this, check that connection {self.conn_id!r} points at a {self.service_name}'s REST port (not a "
+                "proxy error page).",
+                resp.status_code, redact(text[:BODY_EXCERPT_CHARS]), unreadable=True,
+            ) from None
 
     def _unreachable(self, call: _Call, exc: BaseException) -> FlinkConnectionError:
-        return FlinkConnectionError(
-            f"{self.service_name} at {self._settings['base_url'] if self._settings else '?'} did not answer "
-            f"{call.method} {call.path} after {self.retry_limit if call.retry else 1} attempt(s): {exc!r}. To fix "
-            f"this, check that it is running and that connection {self.conn_id!r} points at its REST port."
-        )
+        where = self._settings["base_url"] if self._settings else "?"
+        return FlinkConnectionError(redact(
+            f"{self.service_name} at {where} did not answer {call.method} {call.path} after "
+            f"{self.retry_limit if call.retry else 1} attempt(s): {exc!r}. To fix this, check that it is running "
+            f"and that connection {self.conn_id!r} points at its REST port."
+        ))
 
     @staticmethod
-    def _raise_if_retryable(resp: httpx.Response) -> None:
+    def _raise_if_retryable(resp: httpx.Response, content: bytearray) -> None:
         if resp.status_code >= 500 or resp.status_code == 429:
-            resp.raise_for_status()
+            raise _RetryableAnswer(resp, bytes(content))
 
     def _call(self, call: _Call) -> Any:
         if call.path.startswith(("http://", "https://")):
             raise NotImplementedError("absolute URLs (other servers of the cluster) are called only by the async API")
         s = self._get_settings()
         kw = self._request_kwargs(call)
+        cap = self._cap()
         try:
             with httpx.Client(**self._client_kwargs(s)) as client:
                 for attempt in tenacity.Retrying(**self._retrying_kwargs(call)):
                     with attempt:
-                        resp = client.request(call.method, call.path, **kw)
-                        self._raise_if_retryable(resp)
+                        with client.stream(call.method, call.path, **kw) as resp:
+                            content = bytearray()
+                            for chunk in resp.iter_bytes():
+                                content += chunk
+                                if len(content) > cap:
+                                    raise self._too_large(call, resp)
+                            self._raise_if_retryable(resp, content)
         except httpx.TransportError as exc:
             raise self._unreachable(call, exc) from exc
-        except httpx.HTTPStatusError as exc:
-            resp = exc.response
-        return self._finish(call, resp)
+        except _RetryableAnswer as exc:
+            resp, content = exc.response, exc.content
+        return self._finish(call, resp, bytes(content))
 
     async def _acall(self, call: _Call) -> Any:
         s = await self._aget_settings()
         kw = self._request_kwargs(call)
+        cap = self._cap()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 client = self._aclient or await stack.enter_async_context(httpx.AsyncClient(**self._client_kwargs(s)))
                 async for attempt in tenacity.AsyncRetrying(**self._retrying_kwargs(call)):
                     with attempt:
+                        req = client.build_request(call.method, call.path, **kw)
+                        auth = httpx.USE_CLIENT_DEFAULT
                         if call.path.startswith(("http://", "https://")):
                             # Another server of the cluster (a TaskManager's reporter): not the JobManager's
                             # credentials.
-                            req = client.build_request(call.method, call.path, **kw)
                             req.headers.pop("Authorization", None)
-                            resp = await client.send(req, auth=None)
-                        else:
-                            resp = await client.request(call.method, call.path, **kw)
-                        self._raise_if_retryable(resp)
+                            auth = None
+                        resp = await client.send(req, auth=auth, stream=True)
+                        try:
+                            content = bytearray()
+                            async for chunk in resp.aiter_bytes():
+                                content += chunk
+                                if len(content) > cap:
+                                    raise self._too_large(call, resp)
+                            self._raise_if_retryable(resp, content)
+                        finally:
+                            await resp.aclose()
         except httpx.TransportError as exc:
             raise self._unreachable(call, exc) from exc
-        except httpx.HTTPStatusError as exc:
-            resp = exc.response
-        return self._finish(call, resp)
+        except _RetryableAnswer as exc:
+            resp, content = exc.response, exc.content
+        return self._finish(call, resp, bytes(content))
 
     @contextlib.asynccontextmanager
     async def a_session(self) -> AsyncIterator[FlinkHttpHook]:
@@ -559,34 +711,67 @@ class FlinkRestHook(FlinkHttpHook):
                      parse=parse_reporter_watermarks)
 
     def _c_jobs(self) -> _Call:
-        return _Call("GET", "/jobs/overview", parse=lambda b: [JobOverview.from_json(j) for j in b.get("jobs", [])])
+        return _Call("GET", "/jobs/overview", parse=lambda b: parse_overview(b).jobs)
+
+    def _c_jobs_tolerant(self) -> _Call:
+        return _Call("GET", "/jobs/overview", parse=parse_overview)
 
     def _c_job(self, job_id: str) -> _Call:
-        return _Call("GET", f"/jobs/{job_id}", parse=JobDetail.from_json, not_found=self._job_missing(job_id))
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}", parse=JobDetail.from_json,
+                     not_found=self._job_missing(job_id))
 
     def _c_plan(self, job_id: str) -> _Call:
-        return _Call("GET", f"/jobs/{job_id}/plan", parse=lambda b: b["plan"], not_found=self._job_missing(job_id))
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}/plan", parse=lambda b: b["plan"], not_found=self._job_missing(job_id))
 
     def _c_exceptions(self, job_id: str) -> _Call:
-        return _Call("GET", f"/jobs/{job_id}/exceptions", parse=root_cause_from_exceptions,
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}/exceptions", parse=root_cause_from_exceptions,
                      not_found=self._job_missing(job_id))
 
     def _c_checkpoints(self, job_id: str) -> _Call:
-        return _Call("GET", f"/jobs/{job_id}/checkpoints", parse=CheckpointInfo.from_json,
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}/checkpoints", parse=CheckpointInfo.from_json,
                      not_found=self._job_missing(job_id))
 
     def _c_watermarks(self, job_id: str, vertex_id: str) -> _Call:
-        return _Call("GET", f"/jobs/{job_id}/vertices/{vertex_id}/watermarks",
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}/vertices/{check_flink_id(vertex_id, 'vertex id')}/watermarks",
                      parse=lambda b: {m["id"]: m["value"] for m in (b or [])}, not_found=self._job_missing(job_id))
 
     def _c_subtask_metrics(self, job_id: str, vertex_id: str, metrics: list[str], agg: str) -> _Call:
-        return _Call("GET", f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics",
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}/vertices/{check_flink_id(vertex_id, 'vertex id')}/subtasks/metrics",
                      params={"get": ",".join(metrics), "agg": agg},
                      parse=lambda b: {m["id"]: m.get(agg) for m in (b or [])}, not_found=self._job_missing(job_id))
 
     def _c_savepoint_status(self, job_id: str, trigger_id: str) -> _Call:
-        return _Call("GET", f"/jobs/{job_id}/savepoints/{trigger_id}",
+        _check_trigger_id(trigger_id)
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}/savepoints/{trigger_id}",
                      parse=lambda b: SavepointStatus.from_json(trigger_id, b), not_found=self._job_missing(job_id))
+
+    def _c_vertex_attempts(self, job_id: str, vertex_id: str) -> _Call:
+        """``{subtask index: attempt number}`` of a vertex, from the JobManager's execution graph (live)."""
+        def parse(body: dict) -> dict[int, int]:
+            return {int(t["subtask"]): int(t.get("attempt", 0)) for t in body.get("subtasks", [])}
+
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}/vertices/{check_flink_id(vertex_id, 'vertex id')}",
+                     parse=parse, not_found=self._job_missing(job_id))
+
+    def _c_vertex_metrics(self, job_id: str, vertex_id: str, names: list[str]) -> _Call:
+        """Named metrics of a vertex, e.g. ``0.<operator>.currentOutputWatermark`` for each subtask."""
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}/vertices/{check_flink_id(vertex_id, 'vertex id')}/metrics",
+                     params={"get": ",".join(names)}, parse=lambda b: {m["id"]: m.get("value") for m in (b or [])},
+                     not_found=self._job_missing(job_id))
+
+    def _c_checkpoint_config(self, job_id: str) -> _Call:
+        """True when the job checkpoints periodically; False when checkpointing is disabled (Flink answers 404
+        "Checkpointing is not enabled", or an interval of Long.MAX_VALUE)."""
+        def parse(body: dict) -> bool:
+            interval = body.get("interval")
+            return not (isinstance(interval, (int, float)) and interval >= 2**63 - 1 - 10_000)
+
+        return _Call("GET", f"/jobs/{check_flink_id(job_id)}/checkpoints/config", parse=parse,
+                     not_found=lambda: _CheckpointingOff())
+
+    def _c_jobmanager_config(self) -> _Call:
+        return _Call("GET", "/jobmanager/config",
+                     parse=lambda b: {str(e["key"]): str(e.get("value")) for e in (b or []) if isinstance(e, dict)})
 
     # ------------------------------------------------------------------ sync API
     def test_connection(self) -> tuple[bool, str]:
@@ -629,15 +814,16 @@ class FlinkRestHook(FlinkHttpHook):
         return self._call(self._c_subtask_metrics(job_id, vertex_id, metrics, agg))
 
     def find_jobs_by_name(self, name: str) -> list[JobOverview]:
+        """Every job of the cluster named ``name`` (active and ended)."""
         return [j for j in self.list_jobs() if j.name == name]
 
     def find_active_job(self, name: str) -> JobOverview | None:
         """The non-terminal job with this name, if any; the newest one if several (a duplicate is logged)."""
-        active = sorted((j for j in self.find_jobs_by_name(name) if not j.state.is_terminal),
-                        key=lambda j: j.start_time_ms)
+        jobs = self.list_jobs()
+        active = [j for j in jobs if j.name == name and not j.state.is_terminal]
         if len(active) > 1:
             self.log.warning("%d active jobs are named %r: %s", len(active), name, [j.job_id for j in active])
-        return active[-1] if active else None
+        return resolve_job_name(jobs, name, active_only=True)
 
     def upload_jar(self, jar_path: str | Path) -> str:
         """Upload a jar to the JobManager; return its jar id (for :meth:`run_jar`)."""
@@ -746,7 +932,7 @@ class FlinkRestHook(FlinkHttpHook):
             body[dir_key] = target_directory
         if trigger_id:
             body["triggerId"] = trigger_id
-        return self._call(_Call("POST", f"/jobs/{job_id}/{endpoint}", json=body, parse=lambda b: b["request-id"],
+        return self._call(_Call("POST", f"/jobs/{check_flink_id(job_id)}/{endpoint}", json=body, parse=lambda b: b["request-id"],
                                 not_found=self._job_missing(job_id)))
 
     def get_savepoint_status(self, job_id: str, trigger_id: str) -> SavepointStatus:
@@ -754,11 +940,16 @@ class FlinkRestHook(FlinkHttpHook):
 
     def cancel_job(self, job_id: str) -> None:
         """Cancel a job (no savepoint). Cancelling a job that already ended is a no-op."""
-        self._call(_Call("PATCH", f"/jobs/{job_id}", params={"mode": "cancel"}, not_found=self._job_missing(job_id)))
+        self._call(_Call("PATCH", f"/jobs/{check_flink_id(job_id)}", params={"mode": "cancel"}, not_found=self._job_missing(job_id)))
 
     # ------------------------------------------------------------------ async API (for triggers)
     async def a_list_jobs(self) -> list[JobOverview]:
         return await self._acall(self._c_jobs())
+
+    async def a_jobs_overview(self) -> Overview:
+        """Every job's state, one entry at a time: an entry that cannot be read is kept aside in
+        :attr:`Overview.bad`, never the whole answer's failure."""
+        return await self._acall(self._c_jobs_tolerant())
 
     async def a_get_job(self, job_id: str) -> JobDetail:
         return await self._acall(self._c_job(job_id))
@@ -778,16 +969,33 @@ class FlinkRestHook(FlinkHttpHook):
     async def a_get_subtask_metrics(self, job_id: str, vertex_id: str, metrics: list[str], agg: str = "min") -> dict:
         return await self._acall(self._c_subtask_metrics(job_id, vertex_id, metrics, agg))
 
+    async def a_get_vertex_attempts(self, job_id: str, vertex_id: str) -> dict[int, int]:
+        return await self._acall(self._c_vertex_attempts(job_id, vertex_id))
+
+    async def a_get_vertex_metrics(self, job_id: str, vertex_id: str, names: list[str]) -> dict:
+        return await self._acall(self._c_vertex_metrics(job_id, vertex_id, names))
+
+    async def a_checkpointing_enabled(self, job_id: str) -> bool:
+        """Whether the job checkpoints periodically (``GET /jobs/:id/checkpoints/config``)."""
+        try:
+            return await self._acall(self._c_checkpoint_config(job_id))
+        except _CheckpointingOff:
+            return False
+
+    async def a_get_jobmanager_config(self) -> dict[str, str]:
+        return await self._acall(self._c_jobmanager_config())
+
     async def a_get_savepoint_status(self, job_id: str, trigger_id: str) -> SavepointStatus:
         return await self._acall(self._c_savepoint_status(job_id, trigger_id))
 
-    async def a_reporter_urls(self) -> list[str]:
+    async def a_reporter_urls(self, port: int | None = None) -> list[str]:
         """The TaskManagers' Prometheus reporter URLs: ``metrics_reporter_urls``, or each TaskManager host
-        (``GET /taskmanagers``) with ``metrics_reporter_port``; ``[]`` when the connection names no reporter."""
+        (``GET /taskmanagers``) with ``metrics_reporter_port`` (or ``port``); ``[]`` when there is none."""
         s = await self._aget_settings()
         if s["reporter_urls"]:
             return list(s["reporter_urls"])
-        if s["reporter_port"] is None:
+        port = s["reporter_port"] if port is None else port
+        if port is None:
             return []
         scheme = s["base_url"].split("://", 1)[0]
         taskmanagers, hosts = await self._acall(self._c_taskmanager_hosts())
@@ -797,7 +1005,7 @@ class FlinkRestHook(FlinkHttpHook):
                 "whose address is unknown) are not scraped, and their subtasks keep progress unknown. To fix this, "
                 "list every reporter in the extra metrics_reporter_urls.", self.conn_id, taskmanagers, len(hosts),
                 hosts)
-        return [f"{scheme}://{_url_host(h)}:{s['reporter_port']}/metrics" for h in hosts]
+        return [f"{scheme}://{_url_host(h)}:{port}/metrics" for h in hosts]
 
     async def a_scrape_reporter_watermarks(self, url: str) -> dict[tuple[str, str], dict[int, tuple[int, str]]]:
         """Every task's ``currentInputWatermark`` that one TaskManager's Prometheus reporter serves (all jobs)."""

@@ -96,7 +96,8 @@ def _cmd_relay(args: argparse.Namespace) -> int:
     published = relay(
         job_name=args.job_name, stream=args.stream, topic=args.topic, source=args.source or f"flink:{args.job_name}",
         base_url=args.flink_url, bootstrap_servers=args.bootstrap, vertex=args.vertex, interval=args.interval,
-        once=args.once, final_on_finish=args.final_on_finish, on_publish=_signal_line(args.topic),
+        once=args.once, final_on_finish=args.final_on_finish, commit_aware=args.commit_aware,
+        on_publish=_signal_line(args.topic),
     )
     if not published:
         print(f"rtml: job {args.job_name!r} reports no progress yet; nothing published", file=sys.stderr)
@@ -110,7 +111,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     watermark = parse_watermark(args.watermark_ms, origin="--watermark-ms")
     if watermark is None:
         raise ProgressParseError("--watermark-ms is empty. To fix this, pass epoch milliseconds.")
-    signal = ProgressSignal(args.stream, watermark, args.source, int(time.time() * 1000), args.final)
+    signal = ProgressSignal(args.stream, watermark, args.source, int(time.time() * 1000), args.final, args.run)
     publish(make_producer(kafka_config(bootstrap_servers=args.bootstrap)), args.topic, signal)
     _signal_line(args.topic)(signal)
     return 0
@@ -161,11 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--interval", type=_positive, default=1.0, help="seconds between polls (default 1)")
     rel.add_argument("--once", action="store_true", help="publish the current progress once and exit")
     rel.add_argument("--final-on-finish", action="store_true",
-                     help="any FINISHED run ends the stream (bounded jobs; not for jobs upgraded by savepoint)")
+                     help="any FINISHED run ends the stream (bounded jobs, drained stops; not for jobs upgraded by "
+                          "savepoint)")
+    rel.add_argument("--commit-aware", action="store_true",
+                     help="publish only progress a completed checkpoint committed (exactly-once sinks)")
     pub = psub.add_parser("publish", help="publish one progress signal (for producers outside Flink)")
     pub.add_argument("--watermark-ms", required=True, help="progress reached, epoch milliseconds")
     pub.add_argument("--source", required=True, help="this producer's name")
-    pub.add_argument("--final", action="store_true", help="this producer ended; it no longer holds the stream back")
+    pub.add_argument("--final", action="store_true", help="this run of the producer ended; it no longer holds the "
+                                                          "stream back")
+    pub.add_argument("--run", help="id of this run of the producer (the same for all its signals; a new id when it "
+                                   "restarts): lets waiters tell a restart from two producers sharing --source")
     for p in (rel, pub):
         p.add_argument("--stream", required=True, help="the stream name")
         p.add_argument("--topic", required=True, help="the progress topic")

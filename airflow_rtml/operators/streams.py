@@ -8,23 +8,16 @@ downstream job's submit task, and on a schedule (e.g. every few minutes) as a wa
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_rtml.exceptions import (
-    FlinkApiError,
-    FlinkConfigurationError,
-    FlinkConnectionError,
-    FlinkJobNotFound,
-    RtmlError,
-)
+from airflow_rtml.exceptions import FlinkConfigurationError, RtmlError
 from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.progress import NO_WATERMARK, describe
-from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger
+from airflow_rtml.streams.flink import read_progress
 
 
 class StreamSkewExceeded(RtmlError):
@@ -78,17 +71,7 @@ class StreamSkewCheckOperator(BaseOperator):
         self.flink_conn_id = flink_conn_id
 
     def _progress(self, hook: FlinkRestHook, job_name: str, vertex: str | None) -> int | None:
-        poller = FlinkWatermarkTrigger.poller({
-            "flink_conn_id": self.flink_conn_id, "job_name": job_name, "job_id": None, "vertex": vertex,
-            "metric": INPUT_WATERMARK, "commit_aware": False, "poll_interval": 1.0,
-        })
-        poller.hook = hook
-        snap = asyncio.run(poller.poll_once())
-        errors = {"not_found": lambda m: FlinkJobNotFound(m, job_name=job_name), "config": FlinkConfigurationError,
-                  "api": FlinkApiError, "unreachable": FlinkConnectionError}
-        if snap["error_kind"]:
-            raise errors[snap["error_kind"]](snap["error"])
-        return snap["progress_ms"]
+        return read_progress(hook, job_name=job_name, vertex=vertex).progress_ms
 
     def execute(self, context: Context) -> dict:
         hook = FlinkRestHook(self.flink_conn_id)

@@ -22,7 +22,7 @@ from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.operators.flink import _default_deferrable
 from airflow_rtml.progress import END_OF_STREAM, Window, closed_windows, describe, threshold_for, window_of
 from airflow_rtml.triggers.flink import raise_for_event
-from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger, wait_result
+from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger, decide, wait_result
 
 
 def to_epoch_ms(value: Any) -> int:
@@ -50,18 +50,15 @@ def to_epoch_ms(value: Any) -> int:
 
 
 def run_trigger_blocking(trigger: FlinkWatermarkTrigger, hook: FlinkRestHook) -> dict:
-    """The trigger's own loop on a worker (the sync path): the same snapshots, the same decisions."""
+    """The trigger's own loop on a worker (the sync path): the same reader, the same decisions (:func:`decide`)."""
     hook.base_url  # noqa: B018 - resolve the connection synchronously, before the event loop starts
-    poller = FlinkWatermarkTrigger.poller(trigger.serialize()[1])
-    poller.hook = hook
+    reader = FlinkWatermarkTrigger.poller(trigger.serialize()[1], hook=hook)
 
     async def first() -> dict:
-        wait = trigger.new_wait()
-        async with aclosing(poller.snapshots()) as snapshots:
-            async for snap in snapshots:
-                event = wait.evaluate(snap)
-                if event is not None:
-                    return event
+        async with aclosing(reader.observations()) as observations, \
+                aclosing(decide(trigger.new_wait(), observations, trigger.log)) as events:
+            async for event in events:
+                return event
         raise RuntimeError("the poll loop ended")  # pragma: no cover - it never does
 
     return asyncio.run(first())

@@ -11,36 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
-from enum import Enum
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_rtml.exceptions import (
-    FlinkApiError,
-    FlinkConnectionError,
-    FlinkJobFailed,
-    FlinkJobNotFound,
-    FlinkSavepointFailed,
-    FlinkWaitTimeout,
-    StreamStalled,
-)
-from airflow_rtml.hooks.flink import FlinkRestHook, JobState, SavepointStatus, short_cause
+from airflow_rtml.exceptions import TRANSIENT, FailureReason, FlinkWaitTimeout, RtmlError, error_kind, exception_for
+from airflow_rtml.hooks.flink import FlinkRestHook, JobState, SavepointStatus, check_flink_id
+from airflow_rtml.progress import EventStatus, make_event, short_cause
 
-
-class EventStatus(str, Enum):
-    SUCCESS = "success"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-
-
-class FailureReason(str, Enum):
-    JOB_FAILED = "job_failed"  # FAILED / CANCELED while waiting for something else
-    UNEXPECTED_STATE = "unexpected_state"  # another terminal state (e.g. FINISHED while waiting for RUNNING)
-    JOB_NOT_FOUND = "job_not_found"
-    API_ERROR = "api_error"  # a non-retryable REST error (4xx)
-    SAVEPOINT_FAILED = "savepoint_failed"  # the savepoint operation completed with a failure cause
-    STALLED = "stalled"  # a RUNNING stream's progress did not move for stall_timeout
+__all__ = ["EventStatus", "FailureReason", "FlinkJobStateTrigger", "FlinkPollingTrigger", "FlinkSavepointTrigger",
+           "evaluate_job_state", "evaluate_savepoint", "make_event", "normalize_states", "raise_for_event"]
 
 
 def normalize_states(states: Iterable[str | JobState]) -> list[str]:
@@ -54,15 +34,6 @@ def normalize_states(states: Iterable[str | JobState]) -> list[str]:
     if not out:
         raise ValueError("target_states must name at least one Flink job state.")
     return out
-
-
-def make_event(
-    status: EventStatus, job_id: str, message: str, state: str | None = None,
-    reason: FailureReason | None = None, root_cause: str | None = None, **extra: Any,
-) -> dict:
-    """A trigger event payload of plain JSON types (enums as their string values)."""
-    return {"status": status.value, "job_id": job_id, "state": state,
-            "reason": reason.value if reason else None, "message": message, "root_cause": root_cause, **extra}
 
 
 def evaluate_job_state(
@@ -107,24 +78,17 @@ def evaluate_savepoint(job_id: str, status: SavepointStatus, job_state: JobState
 
 
 def raise_for_event(event: dict) -> dict:
-    """Return a success event unchanged; raise the matching exception for any other event."""
+    """Return a success event unchanged; raise the matching exception for any other event (the one mapping
+    :func:`~airflow_rtml.exceptions.exception_for`)."""
     status = EventStatus(event["status"])
     if status is EventStatus.SUCCESS:
         return event
-    job_id, message = event.get("job_id", ""), event.get("message", "")
+    job_id, message = event.get("job_id") or "", event.get("message", "")
     if status is EventStatus.TIMEOUT:
         raise FlinkWaitTimeout(message)
-    reason = FailureReason(event["reason"])
-    if reason is FailureReason.JOB_NOT_FOUND:
-        raise FlinkJobNotFound(message, job_id=job_id)
-    if reason is FailureReason.API_ERROR:
-        raise FlinkApiError(message)
-    if reason is FailureReason.STALLED:
-        raise StreamStalled(message, stream=event.get("stream") or job_id, progress_ms=event.get("progress_ms"))
-    if reason is FailureReason.SAVEPOINT_FAILED:
-        raise FlinkSavepointFailed(message, job_id=job_id, trigger_id=event.get("trigger_id"),
-                                   cause=event.get("root_cause"))
-    raise FlinkJobFailed(message, job_id=job_id, state=event.get("state") or "", root_cause=event.get("root_cause"))
+    raise exception_for(event["reason"], message, job_id=job_id, stream=event.get("stream"),
+                        state=event.get("state"), root_cause=event.get("root_cause"),
+                        progress_ms=event.get("progress_ms"), trigger_id=event.get("trigger_id"))
 
 
 class FlinkPollingTrigger(BaseTrigger):
@@ -138,7 +102,7 @@ class FlinkPollingTrigger(BaseTrigger):
 
     def __init__(self, job_id: str, flink_conn_id: str, poll_interval: float, deadline: float | None):
         super().__init__()
-        self.job_id = job_id
+        self.job_id = check_flink_id(job_id)
         self.flink_conn_id = flink_conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = float(deadline) if deadline is not None else None
@@ -190,21 +154,14 @@ class FlinkPollingTrigger(BaseTrigger):
                     yield TriggerEvent(event)
                     return
                 last_error = None
-            except FlinkJobNotFound as exc:
-                yield TriggerEvent(make_event(EventStatus.FAILED, self.job_id, str(exc),
-                                              reason=FailureReason.JOB_NOT_FOUND))
-                return
-            except FlinkConnectionError as exc:
-                last_error = str(exc)
-                self.log.warning("Flink not reachable, will retry until the deadline: %s", exc)
-            except FlinkApiError as exc:
-                if exc.status_code is not None and exc.status_code >= 500:
-                    last_error = str(exc)
-                    self.log.warning("Flink answered %s, will retry until the deadline", exc.status_code)
-                else:
-                    yield TriggerEvent(make_event(EventStatus.FAILED, self.job_id, str(exc),
-                                                  reason=FailureReason.API_ERROR))
+            except RtmlError as exc:
+                kind = error_kind(exc)
+                if kind != TRANSIENT:
+                    yield TriggerEvent(make_event(EventStatus.FAILED, self.job_id, str(exc), reason=kind))
                     return
+                if str(exc) != last_error:
+                    self.log.warning("Flink not readable, will retry until the deadline: %s", exc)
+                last_error = str(exc)
             if self.deadline is not None and time.time() >= self.deadline:
                 yield TriggerEvent(make_event(
                     EventStatus.TIMEOUT, self.job_id,

@@ -72,8 +72,8 @@ def test_progress_is_the_minimum_of_two_producers_and_fires_only_when_both_passe
     waiting: list = []
 
     def on_raw(raw: dict) -> None:
-        if raw["caught_up"] and raw["streams"].get(STREAM, {}).get("b") == HOUR_END - 2:
-            waiting.append(trig.wait_snapshot(raw)["progress_ms"])
+        if raw.caught_up and raw.streams.get(STREAM, {}).get("b") == HOUR_END - 2:
+            waiting.append(trig.wait_snapshot(raw).progress_ms)
             if len(waiting) == 5:  # five rounds with a past the threshold and b not: the wait went on
                 send(topic, ("b", HOUR_END - 1))
 
@@ -100,7 +100,7 @@ def test_a_final_signal_releases_the_minimum(topic):
     held: list = []
 
     def on_raw(raw: dict) -> None:
-        if raw["caught_up"] and raw["streams"].get(STREAM, {}).get("b") == HOUR_END - 60_000:
+        if raw.caught_up and raw.streams.get(STREAM, {}).get("b") == HOUR_END - 60_000:
             held.append(raw)
             if len(held) == 3:
                 send(topic, ("b", HOUR_END - 60_000, True))  # b ended: it no longer holds the stream back

@@ -186,7 +186,7 @@ def test_reporter_source_serves_every_job_from_one_scrape(stack, hook, monkeypat
             return await asyncio.gather(*(p.poll_once() for p in pollers))  # within one poll interval
 
         snaps = asyncio.run(poll_both())
-        assert [s["progress_ms"] for s in snaps] == [HOUR_END, HOUR_END + 1], snaps
+        assert [s.progress_ms for s in snaps] == [HOUR_END, HOUR_END + 1], snaps
         assert scrapes == [f"http://127.0.0.1:{stack.cfg.ports.flink_tm_metrics}/metrics"], scrapes
     finally:
         for j in jobs:

@@ -11,10 +11,10 @@ import time
 import pytest
 from airflow.sdk import Connection
 
-from airflow_rtml.exceptions import KafkaConfigurationError
+from airflow_rtml.exceptions import TRANSIENT, FailureReason, KafkaConfigurationError
 from airflow_rtml.local.cli import main
 from airflow_rtml.progress import END_OF_STREAM, NO_WATERMARK
-from airflow_rtml.triggers.kafka import KafkaWatermarkTrigger, kafka_client_config, stream_progress
+from airflow_rtml.triggers.kafka import KafkaWatermarkTrigger, TopicSnapshot, kafka_client_config, stream_progress
 
 T = 1_767_265_199_999  # 2026-01-01T10:59:59.999Z
 
@@ -74,13 +74,16 @@ def test_stream_progress_is_the_minimum_and_unknown_until_every_expected_source_
     assert stream_progress({}) is None and stream_progress({}, ["a"]) is None
 
 
+_KINDS = {"unreachable": TRANSIENT, "config": FailureReason.CONFIGURATION}
+
+
 def _raw(at: float, sources: dict, caught_up: bool = True, error: str | None = None, kind: str | None = None,
-         stream: str = "s") -> dict:
-    return {"at": at, "topic": "progress", "streams": {stream: sources, "other": {"a": T + 99}},
-            "caught_up": caught_up, "malformed": 2, "regressions": 0, "error": error, "error_kind": kind}
+         stream: str = "s") -> TopicSnapshot:
+    return TopicSnapshot(at=at, topic="progress", streams={stream: sources, "other": {"a": T + 99}},
+                         caught_up=caught_up, malformed=2, regressions=0, error=error, error_kind=_KINDS.get(kind))
 
 
-def _decide(trigger: KafkaWatermarkTrigger, raws: list[dict]) -> tuple[int, dict | None]:
+def _decide(trigger: KafkaWatermarkTrigger, raws: list[TopicSnapshot]) -> tuple[int, dict | None]:
     """Feed raw snapshots to the waiter; return how many it consumed and its event (None: still waiting)."""
     consumed = 0
 
@@ -123,7 +126,7 @@ def test_stall_deadline_and_errors_end_the_wait_like_the_flink_trigger():
     _, event = _decide(down, [_raw(t0 + i, {"a": T - 10}, error="broker down", kind="unreachable") for i in range(7)])
     assert event["status"] == "timeout" and "last error: broker down" in event["message"], event
     _, event = _decide(_trigger(), [_raw(t0, {}, caught_up=False, error="unsupported extras", kind="config")])
-    assert event["status"] == "failed" and event["reason"] == "api_error" and "unsupported extras" in event["message"]
+    assert event["status"] == "failed" and event["reason"] == "configuration" and "unsupported extras" in event["message"]
 
 
 def test_cli_rejects_bad_input_with_exit_code_2(capsys):

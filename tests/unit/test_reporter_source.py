@@ -163,6 +163,8 @@ def test_a_cancelled_fetcher_does_not_cancel_the_others_waiting_for_its_fetch():
     asyncio.run(check())
 
 
-def test_a_reporter_line_without_a_value_is_a_clear_error():
-    with pytest.raises(ValueError, match="without a value"):
-        parse_reporter_watermarks(_line(0, "").rstrip())
+def test_a_reporter_line_that_cannot_be_read_is_skipped_and_the_others_are_kept(caplog):
+    text = "\n".join([_line(0, "").rstrip(), _line(1, "1.7E12"),
+                      'flink_taskmanager_job_task_currentInputWatermark{job_id="x"} 5'])
+    assert parse_reporter_watermarks(text) == {(JOB, VERTEX): {1: (0, "1.7E12")}}  # subtask 0: unknown
+    assert "without a value" in caplog.text

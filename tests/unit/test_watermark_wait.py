@@ -10,20 +10,35 @@ import importlib
 import pytest
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
-from airflow_rtml.exceptions import FlinkConfigurationError, FlinkJobFailed, StreamStalled
+from airflow_rtml.exceptions import (
+    TRANSIENT,
+    FailureReason,
+    FlinkCheckpointingDisabled,
+    FlinkConfigurationError,
+    FlinkJobFailed,
+    StreamStalled,
+)
 from airflow_rtml.hooks.flink import JobDetail, JobState, Vertex
 from airflow_rtml.operators.streams import skew_ms
-from airflow_rtml.progress import END_OF_STREAM, NO_WATERMARK
+from airflow_rtml.progress import END_OF_STREAM, NO_WATERMARK, Observation
 from airflow_rtml.triggers.flink import raise_for_event
 from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger, ProgressWait, pick_vertices, sink_vertices
 
 END = 1_767_265_200_000  # 2026-01-01T11:00:00Z
 
 
-def snap(at: float, progress: int | None, state: str | None = "RUNNING", **kw) -> dict:
-    base = {"at": at, "job_id": "j1", "state": state, "progress_ms": progress, "checkpoint_id": None,
-            "checkpoint_trigger_ms": None, "root_cause": None, "error": None, "error_kind": None}
-    return {**base, **kw}
+_KINDS = {"unreachable": TRANSIENT, "not_found": FailureReason.JOB_NOT_FOUND, "api": FailureReason.API_ERROR}
+
+
+def snap(at: float, progress: int | None, state: str | None = "RUNNING", **kw) -> Observation:
+    """An observation at ``at`` (observer's epoch s and monotonic s alike); ``attempt`` defaults to one attempt
+    seen since 0, so commit-aware tests only state what they vary."""
+    if "error_kind" in kw:
+        kw["error_kind"] = _KINDS.get(kw["error_kind"], kw["error_kind"])
+    kw.setdefault("attempt", "a1")
+    kw.setdefault("attempt_since", 0.0)
+    kw.setdefault("job_id", "j1")
+    return Observation(at=at, mono=at, state=state, progress_ms=progress, **kw)
 
 
 def wait(**kw) -> ProgressWait:
@@ -45,20 +60,78 @@ def test_unknown_and_no_watermark_never_fire():
     assert w.evaluate(snap(2, NO_WATERMARK)) is None
 
 
-def test_a_fired_crossing_is_not_undone_by_a_lower_value_after_failover():
+def cp(at: float, progress: int | None, jm: int, trigger_ms: int | None, cid: int | None = None, **kw) -> Observation:
+    """A commit-aware observation: the JobManager's clock ``jm`` and its latest completed checkpoint."""
+    return snap(at, progress, jobmanager_ms=jm, checkpoint_completed_trigger_ms=trigger_ms,
+                checkpoint_completed_id=cid, **kw)
+
+
+def test_a_commit_of_the_same_attempt_fires_and_a_lower_progress_does_not_undo_the_crossing():
     w = wait(commit_aware=True)
-    assert w.evaluate(snap(1.0, END, checkpoint_trigger_ms=500)) is None  # crossed; old checkpoint only
-    assert w.evaluate(snap(2.0, END - 60_000, checkpoint_trigger_ms=900)) is None  # failover replays older data
-    event = w.evaluate(snap(3.0, END - 60_000, checkpoint_id=7, checkpoint_trigger_ms=2_500))
+    assert w.evaluate(cp(1.0, END, jm=10_000, trigger_ms=500)) is None  # crossed; an old checkpoint only
+    assert w.evaluate(cp(2.0, END - 60_000, jm=11_000, trigger_ms=10_500, cid=7)) is None  # commit, unconfirmed
+    event = w.evaluate(cp(3.0, END - 60_000, jm=12_000, trigger_ms=10_500, cid=7))  # same attempt: confirmed
     assert event["status"] == "success" and event["progress_ms"] == END and event["checkpoint_id"] == 7
-    assert event["crossed_at_ms"] == 1000 and event["checkpoint_trigger_ms"] > event["crossed_at_ms"]
+    assert event["crossed_at_ms"] == 1000
 
 
-def test_commit_aware_ignores_a_checkpoint_triggered_before_the_crossing():
+def test_commit_aware_compares_flink_times_with_flink_times_only():
+    # The JobManager's clock is 1 h behind the observer's: a checkpoint triggered at JM 5_001 > the crossing's
+    # JM time 5_000 counts although the observer's clock says 3_600_007 s; one at JM 5_000 (equal) does not.
     w = wait(commit_aware=True)
-    assert w.evaluate(snap(5.0, END, checkpoint_trigger_ms=4_999)) is None
-    assert w.evaluate(snap(6.0, END, checkpoint_trigger_ms=5_000)) is None  # not after: equal
-    assert w.evaluate(snap(7.0, END, checkpoint_trigger_ms=5_001))["status"] == "success"
+    assert w.evaluate(cp(3_600_005.0, END, jm=5_000, trigger_ms=4_999)) is None
+    assert w.evaluate(cp(3_600_006.0, END, jm=6_000, trigger_ms=5_000)) is None  # not after: equal
+    assert w.evaluate(cp(3_600_007.0, END, jm=7_000, trigger_ms=5_001)) is None  # after: awaiting confirmation
+    assert w.evaluate(cp(3_600_008.0, END, jm=8_000, trigger_ms=5_001))["status"] == "success"
+
+
+def test_commit_aware_restart_after_the_crossing_needs_the_restored_attempt_to_cross_and_commit_again():
+    # Issue 10 finding 2: the first checkpoint after a restore from a checkpoint taken *before* the crossing
+    # counted as "committed". The attempt changed: the crossing is dropped.
+    w = wait(commit_aware=True)
+    assert w.evaluate(cp(1.0, END, jm=1_000, trigger_ms=500)) is None  # crossing, attempt a1
+    restored = dict(attempt="a2", attempt_since=2.0)
+    assert w.evaluate(cp(2.0, END - 60_000, jm=2_000, trigger_ms=1_500, cid=8, **restored)) is None
+    assert w.evaluate(cp(3.0, END - 60_000, jm=3_000, trigger_ms=2_500, cid=9, **restored)) is None
+    assert w.evaluate(cp(4.0, END - 1, jm=4_000, trigger_ms=3_500, cid=10, **restored)) is None  # crosses again
+    assert w.evaluate(cp(5.0, END - 1, jm=5_000, trigger_ms=3_500, cid=10, **restored)) is None  # old checkpoint
+    assert w.evaluate(cp(6.0, END - 1, jm=6_000, trigger_ms=4_500, cid=11, **restored)) is None  # its own commit
+    assert w.evaluate(cp(7.0, END - 1, jm=7_000, trigger_ms=4_500, cid=11, **restored))["checkpoint_id"] == 11
+
+
+def test_commit_aware_restart_between_commit_and_confirmation_drops_the_commit():
+    w = wait(commit_aware=True)
+    assert w.evaluate(cp(1.0, END, jm=1_000, trigger_ms=500)) is None
+    assert w.evaluate(cp(2.0, END, jm=2_000, trigger_ms=1_500, cid=3)) is None  # commit seen, attempt a1
+    assert w.evaluate(cp(3.0, END - 9, jm=3_000, trigger_ms=2_500, cid=4, attempt="a2", attempt_since=3.0)) is None
+    assert w.evaluate(cp(4.0, END - 9, jm=4_000, trigger_ms=3_500, cid=5, attempt="a2", attempt_since=3.0)) is None
+
+
+def test_commit_aware_waits_out_flinks_cache_staleness():
+    # settle_s: an attempt seen for less than that, or a commit younger than that, does not count yet.
+    w = wait(commit_aware=True)
+    fresh = dict(attempt="a1", attempt_since=0.0, settle_s=4.0)
+    assert w.evaluate(cp(1.0, END, jm=1_000, trigger_ms=None, **fresh)) is None  # attempt only 1 s old
+    assert w.evaluate(cp(4.0, END, jm=4_000, trigger_ms=1_500, **fresh)) is None  # crossing only now (jm 4_000)
+    assert w.evaluate(cp(5.0, END, jm=5_000, trigger_ms=4_500, cid=2, **fresh)) is None  # commit at mono 5
+    assert w.evaluate(cp(8.0, END, jm=8_000, trigger_ms=4_500, cid=2, **fresh)) is None  # 3 s < settle
+    assert w.evaluate(cp(9.0, END, jm=9_000, trigger_ms=4_500, cid=2, **fresh))["status"] == "success"
+
+
+def test_commit_aware_on_a_job_without_checkpointing_fails_at_once():
+    event = wait(commit_aware=True, deadline=1e12).evaluate(snap(1.0, END - 5, checkpointing=False))
+    assert event["reason"] == "checkpointing_disabled" and "execution.checkpointing.interval" in event["message"]
+    with pytest.raises(FlinkCheckpointingDisabled):
+        raise_for_event(event)
+
+
+def test_commit_aware_timeout_after_the_crossing_says_what_was_missing():
+    # Issue 10 finding 12: "did not reach X (progress Y > X)" contradicted itself.
+    w = wait(commit_aware=True, deadline=10.0)
+    assert w.evaluate(cp(1.0, END + 36_000, jm=1_000, trigger_ms=500, cid=1)) is None
+    event = w.evaluate(cp(10.0, END + 36_000, jm=10_000, trigger_ms=500, cid=1))
+    assert event["status"] == "timeout"
+    assert "did not reach" not in event["message"] and "no checkpoint triggered after the crossing" in event["message"]
 
 
 def test_failed_job_fails_at_once_with_root_cause_and_raises_job_failed():

@@ -33,8 +33,6 @@ This module is pure: standard library only, no Airflow, no I/O, clocks injected.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import re
 import reprlib
@@ -47,20 +45,8 @@ from typing import Any
 from airflow_rtml.exceptions import RtmlError
 
 __all__ = [
-    "END_OF_STREAM",
-    "NO_WATERMARK",
-    "MonotoneProgress",
-    "ProgressParseError",
-    "ProgressSignal",
-    "SignalAggregator",
-    "StallDetector",
-    "Window",
-    "closed_windows",
-    "combine",
-    "describe",
-    "parse_watermark",
-    "progress_from_vertex_metrics",
-    "threshold_for",
+    "END_OF_STREAM", "NO_WATERMARK", "MonotoneProgress", "ProgressParseError", "StallDetector", "Window",
+    "closed_windows", "combine", "describe", "parse_watermark", "progress_from_vertex_metrics", "threshold_for",
     "window_of",
 ]
 
@@ -81,8 +67,18 @@ class ProgressParseError(RtmlError, ValueError):
     """A watermark or a progress signal could not be read; the message names the bad value and its origin."""
 
 
-def _to_long(number: int | float | Decimal) -> int:
-    """Floor ``number`` (never overstating progress) and clamp it; values by a sentinel become the sentinel."""
+def _to_long(number: int | float | Decimal, origin: str, raw: Any) -> int:
+    """Floor ``number`` (never overstating progress); a value by a sentinel becomes the sentinel.
+
+    A value beyond the range of a Java long (past either sentinel's slack) is no watermark at all: it raises,
+    whatever its spelling (``1e30``, ``"1e30"`` and ``10**30`` alike), instead of being clamped to
+    END_OF_STREAM, which would close every window.
+    """
+    if number > END_OF_STREAM + _SENTINEL_SLACK_MS or number < NO_WATERMARK - _SENTINEL_SLACK_MS:
+        raise ProgressParseError(
+            f"Cannot read a watermark from {origin}: {reprlib.repr(raw)} lies outside the range of a Java long "
+            f"([{NO_WATERMARK}, {END_OF_STREAM}] epoch milliseconds)."
+        )
     if number >= END_OF_STREAM - _SENTINEL_SLACK_MS:
         return END_OF_STREAM
     if number <= NO_WATERMARK + _SENTINEL_SLACK_MS:
@@ -93,10 +89,11 @@ def _to_long(number: int | float | Decimal) -> int:
 def parse_watermark(value: Any, *, origin: str = "a watermark value") -> int | None:
     """Read a watermark (epoch ms) from an int, a double or a numeric string; None when it is unknown.
 
-    ``None``, ``""`` and ``[]`` (Flink's answer for a metric not registered yet) are unknown. The result
-    always lies in ``[NO_WATERMARK, END_OF_STREAM]``: fractions are floored, out-of-range values clamped,
-    and doubles of ``Long.MIN_VALUE``/``Long.MAX_VALUE`` map exactly onto the sentinels. NaN, infinities,
-    bools and anything else raise :class:`ProgressParseError` naming the value and ``origin``.
+    This is the one validation every spelling of a watermark goes through (Flink REST, the TaskManagers'
+    reporters, progress signals). ``None``, ``""`` and ``[]`` (Flink's answer for a metric not registered
+    yet) are unknown. Fractions are floored and doubles of ``Long.MIN_VALUE``/``Long.MAX_VALUE`` map exactly
+    onto the sentinels. NaN, infinities, bools, values outside a Java long's range and anything else raise
+    :class:`ProgressParseError` naming the value and ``origin``.
     """
     if value is None or (isinstance(value, list) and not value):
         return None
@@ -104,12 +101,12 @@ def parse_watermark(value: Any, *, origin: str = "a watermark value") -> int | N
         text = value.strip()
         if not text:
             return None
-        if _NUMBER.fullmatch(text):
-            return _to_long(Decimal(text))
+        if len(text) <= 64 and _NUMBER.fullmatch(text):
+            return _to_long(Decimal(text), origin, value)
     elif isinstance(value, float) and math.isfinite(value):
-        return _to_long(value)
+        return _to_long(value, origin, value)
     elif isinstance(value, int) and not isinstance(value, bool):  # True must not read as 1 ms
-        return _to_long(value)
+        return _to_long(value, origin, value)
     raise ProgressParseError(
         f"Cannot read a watermark from {origin}: {reprlib.repr(value)} is not an integer, a finite double "
         "or a numeric string (epoch milliseconds)."
@@ -280,104 +277,3 @@ class StallDetector:
     def last_progress(self) -> int | None:
         """The last known progress; None until one was observed."""
         return self._last_progress
-
-
-_SIGNAL_FIELDS: dict[str, tuple[type, str]] = {
-    "stream": (str, "a non-empty string"),
-    "watermark_ms": (int, "an integer in [Long.MIN_VALUE, Long.MAX_VALUE] (or a numeric string in JSON)"),
-    "source": (str, "a non-empty string"),
-    "emitted_at_ms": (int, "an integer"),
-    "final": (bool, "a boolean"),
-}
-
-
-@dataclass(frozen=True)
-class ProgressSignal:
-    """A record of a Kafka progress topic (key = ``stream``): producer ``source`` reached ``watermark_ms``.
-
-    Construction checks every field's type (a bool is not an int) and raises :class:`ProgressParseError`
-    naming the field. ``final`` says the producer ended.
-    """
-
-    stream: str
-    watermark_ms: int
-    source: str
-    emitted_at_ms: int
-    final: bool = False
-
-    def __post_init__(self) -> None:
-        for name, (kind, expected) in _SIGNAL_FIELDS.items():
-            value = getattr(self, name)
-            valid = isinstance(value, kind) and not (kind is int and isinstance(value, bool)) and value != ""
-            if valid and name == "watermark_ms":
-                valid = NO_WATERMARK <= value <= END_OF_STREAM
-            if not valid:
-                raise self._error(f"field {name!r} must be {expected}, got {reprlib.repr(value)}")
-
-    @staticmethod
-    def _error(detail: str) -> ProgressParseError:
-        return ProgressParseError(f"Bad progress signal: {detail}.")
-
-    def to_json(self) -> bytes:
-        """The compact UTF-8 JSON value of the record; :meth:`from_json` reads it back to an equal signal."""
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> ProgressSignal:
-        """Read a signal strictly: a missing or mistyped field raises :class:`ProgressParseError` naming it.
-
-        ``final`` may be absent (False); ``watermark_ms`` may be a numeric string (read by
-        :func:`parse_watermark`); unknown fields are ignored, so producers can add some.
-        """
-        try:
-            data = json.loads(raw)
-        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
-            raise cls._error(f"not JSON ({err}): {reprlib.repr(raw)}") from None
-        if not isinstance(data, dict):
-            raise cls._error(f"expected a JSON object, got {reprlib.repr(data)}")
-        for name in _SIGNAL_FIELDS:
-            if name not in data and name != "final":
-                raise cls._error(f"field {name!r} is missing in {reprlib.repr(data)}")
-        watermark = data["watermark_ms"]
-        if isinstance(watermark, str):
-            parsed = parse_watermark(watermark, origin="progress signal field 'watermark_ms'")
-            watermark = watermark if parsed is None else parsed
-        return cls(data["stream"], watermark, data["source"], data["emitted_at_ms"], data.get("final", False))
-
-
-class SignalAggregator:
-    """Progress per stream from progress signals: the minimum over its producers' latest signals.
-
-    Per producer (``source``) progress is monotone: a lower watermark than already seen is ignored and counted
-    in :attr:`regressions`; a repeated one changes nothing. A ``final`` signal counts as END_OF_STREAM for its
-    producer, so it no longer holds the minimum back; when all producers are final the stream has ended.
-    With ``expected_sources``, a stream's progress stays None until each of them has reported (a producer
-    that never reported must not let the minimum run ahead); other producers still count in the minimum.
-    """
-
-    def __init__(self, expected_sources: Iterable[str] | None = None):
-        if isinstance(expected_sources, str):
-            raise TypeError("expected_sources must be an iterable of source names, not a single string.")
-        self.expected_sources = None if expected_sources is None else frozenset(expected_sources)
-        self.regressions = 0
-        self._latest: dict[str, dict[str, int]] = {}
-
-    def add(self, signal: ProgressSignal) -> None:
-        """Take ``signal`` into account (idempotent; a regression is ignored and counted)."""
-        latest = self._latest.setdefault(signal.stream, {})
-        value = END_OF_STREAM if signal.final else signal.watermark_ms
-        if value < latest.get(signal.source, NO_WATERMARK):
-            self.regressions += 1
-            return
-        latest[signal.source] = value
-
-    def progress(self, stream: str) -> int | None:
-        """The stream's progress; None if no producer (or not every expected one) has reported."""
-        latest = self._latest.get(stream, {})
-        if self.expected_sources is not None and not self.expected_sources.issubset(latest):
-            return None
-        return min(latest.values(), default=None)
-
-    def sources(self, stream: str) -> dict[str, int]:
-        """A copy of the stream's per-producer progress (END_OF_STREAM for a producer that sent ``final``)."""
-        return dict(self._latest.get(stream, {}))

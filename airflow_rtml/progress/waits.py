@@ -1,0 +1,288 @@
+"""One waiter's decision over a stream's observations: when, and how, a progress wait ends.
+
+A stream reader (:mod:`airflow_rtml.streams`) turns each poll of a stream into one :class:`Observation`; every
+waiter on that stream gets the same observation and decides for itself with a :class:`ProgressWait`.
+
+**Never early.** A wait succeeds only when an observation's progress is ``>= threshold_ms``; a progress the
+reader could not establish for every parallel part is ``None`` (unknown), never the minimum of the rest.
+
+**Commit-aware** (exactly-once sinks make a closed window readable only with the next completed checkpoint):
+the wait also needs a checkpoint *triggered after* the crossing was observed, *in the same attempt of the
+job*, completed. It compares Flink's times with Flink's times (never the observer's clock with the
+JobManager's), and allows for the staleness of what Flink's REST API serves from caches (``settle_s``: the
+longest of ``web.refresh-interval``, ``metrics.fetcher.update-interval`` and the checkpoint-statistics cache,
+plus one poll):
+
+1. the crossing: an observation whose own progress (not an earlier one's) is ``>= threshold_ms``, of an
+   attempt the reader has seen unchanged for at least ``settle_s`` (so the metrics it read are that attempt's);
+   it records the attempt (read *before* the watermark) and the JobManager's clock read *after* the watermark
+   (``jobmanager_ms``);
+2. the commit: a later observation of the same attempt whose latest completed checkpoint was triggered after
+   that JobManager time (``checkpoint_completed_trigger_ms > jobmanager_ms`` of the crossing);
+3. the confirmation: an observation at least ``settle_s`` later (observer's monotonic clock, compared only with
+   itself) still shows the same attempt, so no failover happened between the crossing and the commit.
+
+Any change of attempt (a failover, a restore from a checkpoint, a new job of the name) before the confirmation
+drops the crossing: the restored attempt has to cross again, and a checkpoint of *its own* must commit it.
+A job with checkpointing disabled can never commit a window: the reader says so and the wait fails at once.
+
+**Monotone.** A fired wait stays fired (it ended); a lower progress never makes a wait forget that it saw a
+higher one for its messages. Deadlines are absolute epoch seconds on the observer's clock (they only end a
+wait, never fire one). Pure: standard library only, clock injected through ``Observation.at``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_rtml.exceptions import TRANSIENT, FailureReason
+from airflow_rtml.progress.events import EventStatus, make_event
+from airflow_rtml.progress.watermarks import (
+    END_OF_STREAM,
+    NO_WATERMARK,
+    MonotoneProgress,
+    StallDetector,
+    describe,
+)
+
+__all__ = ["FAILURE_STATES", "CommittedProgress", "Observation", "ProgressWait", "short_cause"]
+
+_CAUSE_LINE = re.compile(r"^(Caused by: .*|[A-Za-z_][\w.]*(Error|Exception)\b.*)$")
+
+#: Job states that end every wait on the job as failed.
+FAILURE_STATES = frozenset({"FAILED", "CANCELED"})
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one poll of a stream established; shared, read-only, by every waiter on the stream.
+
+    :param at: when (observer's epoch seconds; deadlines and stall detection only).
+    :param job_id: the Flink job observed (None for a Kafka progress stream).
+    :param state: the job's state (``"RUNNING"`` for a readable Kafka progress stream), None when unknown.
+    :param progress_ms: the stream's progress (min over *all* parallel parts), None when unknown.
+    :param attempt: identity of the job attempt that produced ``progress_ms`` (job id and subtask attempt
+        numbers), read before the watermark; None when not established.
+    :param attempt_since: observer's monotonic seconds when the reader first saw ``attempt``.
+    :param jobmanager_ms: the JobManager's clock, read after the watermark (commit-aware streams only).
+    :param checkpoint_completed_id: the latest completed checkpoint's id.
+    :param checkpoint_completed_trigger_ms: its trigger time on the JobManager's clock.
+    :param settle_s: how stale Flink's cached REST answers can be (see the module docstring).
+    :param mono: observer's monotonic seconds at the observation (durations only).
+    :param checkpointing: False when the job has checkpointing disabled; None when not read.
+    :param root_cause: Flink's exception text for a failed job.
+    :param error: what went wrong reading the stream, for messages.
+    :param error_kind: :data:`~airflow_rtml.exceptions.TRANSIENT` (retried until each waiter's deadline) or the
+        :class:`~airflow_rtml.exceptions.FailureReason` that ends every wait this observation concerns.
+    :param detail: extra payload for the events (e.g. a Kafka stream's producers).
+    """
+
+    at: float
+    job_id: str | None = None
+    state: str | None = None
+    progress_ms: int | None = None
+    attempt: Hashable | None = None
+    attempt_since: float | None = None
+    jobmanager_ms: int | None = None
+    checkpoint_completed_id: int | None = None
+    checkpoint_completed_trigger_ms: int | None = None
+    settle_s: float = 0.0
+    mono: float = 0.0
+    checkpointing: bool | None = None
+    root_cause: str | None = None
+    error: str | None = None
+    error_kind: FailureReason | str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def transient(self) -> bool:
+        """The stream could not be read this time; the next poll tries again."""
+        return self.error_kind == TRANSIENT
+
+
+def short_cause(text: str | None, lines: int = 12) -> str:
+    """A Java stack trace reduced to what says *why*: its first line, every ``Caused by:`` line, and the
+    exception lines of an embedded Python traceback (a PyFlink UDF's error). Stack frames are dropped."""
+    if not text:
+        return "(Flink reported no exception)"
+    all_lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    kept = all_lines[:1]
+    for ln in all_lines[1:]:
+        if _CAUSE_LINE.match(ln) and ln not in kept:
+            kept.append(ln[:500])
+    return "\n".join(kept[-lines:] if len(kept) > lines else kept)
+
+
+@dataclass(frozen=True)
+class _Crossing:
+    attempt: Hashable
+    jobmanager_ms: int  # the JobManager's clock, read after the crossing watermark
+
+
+@dataclass(frozen=True)
+class _Commit:
+    attempt: Hashable
+    checkpoint_id: int | None
+    mono: float  # when the commit was observed (observer's monotonic clock)
+
+
+class ProgressWait:
+    """One waiter's view of a stream's observations: decides when (and how) the wait ends. Pure, clock injected.
+
+    :param stream: label for messages.
+    :param threshold_ms: progress to reach.
+    :param commit_aware: also wait for a commit of the crossing (see the module docstring).
+    :param stall_timeout: seconds without movement of a RUNNING stream's progress that fail the wait.
+    :param deadline: absolute epoch seconds; None = no limit.
+    :param by_name: the stream is a job *name* (FINISHED is not the end: a new job of the name may follow).
+    :param now: the clock at creation (stall detection starts here).
+    """
+
+    def __init__(self, *, stream: str, threshold_ms: int, commit_aware: bool, stall_timeout: float | None,
+                 deadline: float | None, by_name: bool, now: float):
+        self.stream, self.threshold_ms, self.commit_aware = stream, threshold_ms, commit_aware
+        self.deadline, self.by_name = deadline, by_name
+        self.progress = MonotoneProgress()
+        self.stall = StallDetector(stall_timeout, now) if stall_timeout else None
+        self.crossed_at_ms: float | None = None  # observer's clock, information only
+        self.last_event_time = MonotoneProgress()  # progress before the input ended (Long.MAX_VALUE)
+        self._crossing: _Crossing | None = None
+        self._commit: _Commit | None = None  # awaiting confirmation
+        self._last: Observation | None = None
+
+    # ------------------------------------------------------------------ events
+    def _event(self, status: EventStatus, obs: Observation, message: str,
+               reason: FailureReason | None = None) -> dict:
+        checkpoint_id = self._commit.checkpoint_id if self._commit else obs.checkpoint_completed_id
+        return make_event(
+            status, obs.job_id or "", message, obs.state, reason, obs.root_cause,
+            stream=self.stream, progress_ms=self.progress.value, progress=describe(self.progress.value),
+            threshold_ms=self.threshold_ms, checkpoint_id=checkpoint_id,
+            checkpoint_trigger_ms=obs.checkpoint_completed_trigger_ms,
+            crossed_at_ms=int(self.crossed_at_ms) if self.crossed_at_ms is not None else None,
+            last_event_time_ms=self.last_event_time.value, **dict(obs.detail),
+        )
+
+    def timeout_event(self, obs: Observation | None = None, now: float | None = None) -> dict:
+        """The timeout event (the deadline passed); its message says exactly what was and was not reached."""
+        obs = obs or self._last or Observation(at=now or 0.0)
+        reached = self.progress.value is not None and self.progress.value >= self.threshold_ms
+        if reached and self.commit_aware:
+            what = (f"reached {describe(self.progress.value)} (>= {describe(self.threshold_ms)}), but no "
+                    "checkpoint triggered after the crossing completed in the same attempt of the job before the "
+                    f"deadline (latest completed checkpoint: {obs.checkpoint_completed_id})")
+        else:
+            what = (f"did not reach {describe(self.threshold_ms)} before the deadline "
+                    f"(progress {describe(self.progress.value)})")
+        last = f"; last error: {obs.error}" if obs.error else ""
+        return self._event(EventStatus.TIMEOUT, obs, f"Stream {self.stream} {what}{last}")
+
+    # ------------------------------------------------------------------ decision
+    def evaluate(self, obs: Observation) -> dict | None:
+        """The terminal event this observation causes, or None while the wait goes on."""
+        self._last = obs
+        kind = obs.error_kind
+        if kind is not None and kind != TRANSIENT:
+            return self._event(EventStatus.FAILED, obs, obs.error or str(kind), FailureReason(kind))
+        state = obs.state
+        if state in FAILURE_STATES:
+            return self._event(
+                EventStatus.FAILED, obs,
+                f"Stream {self.stream}: Flink job {obs.job_id} is {state} while waiting for progress "
+                f">= {describe(self.threshold_ms)}. Root cause:\n{short_cause(obs.root_cause)}",
+                FailureReason.JOB_FAILED,
+            )
+        if self.commit_aware and obs.checkpointing is False:
+            return self._event(
+                EventStatus.FAILED, obs,
+                f"Stream {self.stream}: Flink job {obs.job_id} has checkpointing disabled, so no checkpoint will "
+                "ever commit a window and a commit-aware wait cannot succeed. To fix this, enable checkpointing "
+                "in the job (execution.checkpointing.interval) or wait with commit_aware=False.",
+                FailureReason.CHECKPOINTING_DISABLED,
+            )
+        self.progress.observe(obs.progress_ms)
+        if obs.progress_ms not in (None, NO_WATERMARK, END_OF_STREAM):
+            self.last_event_time.observe(obs.progress_ms)
+        reached_now = obs.progress_ms is not None and obs.progress_ms >= self.threshold_ms
+        reached = self.progress.value is not None and self.progress.value >= self.threshold_ms
+        if reached and self.crossed_at_ms is None:
+            self.crossed_at_ms = obs.at * 1000
+        if not self.commit_aware and reached:
+            return self._event(EventStatus.SUCCESS, obs,
+                               f"Stream {self.stream} reached {describe(self.progress.value)} "
+                               f"(>= {describe(self.threshold_ms)})")
+        if self.commit_aware and self._committed(obs, reached_now):
+            return self._event(
+                EventStatus.SUCCESS, obs,
+                f"Stream {self.stream} reached {describe(self.progress.value)} (>= {describe(self.threshold_ms)}) "
+                f"and checkpoint {self._commit.checkpoint_id}, triggered after the crossing, committed it",
+            )
+        if not reached and state == "RUNNING" and self.stall and self.stall.observe(obs.progress_ms, obs.at):
+            return self._event(
+                EventStatus.FAILED, obs,
+                f"Stream {self.stream} is stalled: progress {describe(self.stall.last_progress)} has not moved "
+                f"for {self.stall.stalled_for:.0f}s (target {describe(self.threshold_ms)}). To fix this, check "
+                "for an idle source or a stuck partition (Flink's source idleness / watermark alignment).",
+                FailureReason.STALLED,
+            )
+        if state == "FINISHED" and not self.by_name and not reached:
+            return self._event(
+                EventStatus.FAILED, obs,
+                f"Stream {self.stream}: Flink job {obs.job_id} FINISHED at progress "
+                f"{describe(self.progress.value)}, before {describe(self.threshold_ms)}",
+                FailureReason.UNEXPECTED_STATE,
+            )
+        if self.deadline is not None and obs.at >= self.deadline:
+            return self.timeout_event(obs)
+        return None  # a transient observation: the next one retries; the deadline bounds the wait
+
+    def _committed(self, obs: Observation, reached_now: bool) -> bool:
+        """Steps 1–3 of the module docstring; True once a commit of the crossing is confirmed."""
+        if self._crossing is not None and obs.attempt is not None and obs.attempt != self._crossing.attempt:
+            self._crossing, self._commit = None, None  # a failover / restore / new job: cross again
+        if obs.attempt is None or obs.transient:
+            return False
+        if self._commit is not None:
+            return obs.mono - self._commit.mono >= obs.settle_s  # step 3
+        if self._crossing is None:
+            settled = obs.attempt_since is not None and obs.mono - obs.attempt_since >= obs.settle_s
+            if reached_now and settled and obs.jobmanager_ms is not None:
+                self._crossing = _Crossing(obs.attempt, obs.jobmanager_ms)  # step 1
+            return False
+        trigger_ms = obs.checkpoint_completed_trigger_ms
+        if trigger_ms is not None and trigger_ms > self._crossing.jobmanager_ms:
+            self._commit = _Commit(obs.attempt, obs.checkpoint_completed_id, obs.mono)  # step 2
+        return False
+
+
+class CommittedProgress:
+    """The highest progress that a completed checkpoint has committed, by the rule of a commit-aware wait
+    (for the commit-aware relay: it publishes only progress an exactly-once sink has made readable).
+
+    Each new high progress becomes a candidate: a commit-aware :class:`ProgressWait` for exactly that value;
+    once it succeeds, the candidate is committed. A failover drops the candidate (the wait's rule) and the next
+    observation of the restored attempt starts a new one; a committed value never goes down.
+    """
+
+    def __init__(self, stream: str):
+        self.stream = stream
+        self.value: int | None = None
+        self._wait: ProgressWait | None = None
+
+    def observe(self, obs: Observation) -> int | None:
+        """Take ``obs`` into account; return the committed progress (None until the first commit)."""
+        if self._wait is not None:
+            event = self._wait.evaluate(obs)
+            if event is not None:
+                if event["status"] == EventStatus.SUCCESS.value:
+                    self.value = max(self.value or NO_WATERMARK, self._wait.threshold_ms)
+                self._wait = None
+        candidate = obs.progress_ms
+        if self._wait is None and candidate not in (None, NO_WATERMARK) and (self.value is None or candidate > self.value):
+            self._wait = ProgressWait(stream=self.stream, threshold_ms=candidate, commit_aware=True,
+                                      stall_timeout=None, deadline=None, by_name=True, now=obs.at)
+            self._wait.evaluate(obs)
+        return self.value
