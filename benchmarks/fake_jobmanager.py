@@ -35,7 +35,8 @@ def _hex(seed: str) -> str:
 class FakeJobManager:
     """State and routing of the fake JobManager; ``handle(path)`` -> (status, body)."""
 
-    def __init__(self, jobs: int, parallelism: int = 2):
+    def __init__(self, jobs: int, parallelism: int = 2, port: int = 18081):
+        self.port = port
         self.started_ms = int(time.time() * 1000) - 600_000
         self.parallelism = parallelism
         self.jobs = {}
@@ -52,6 +53,7 @@ class FakeJobManager:
             (re.compile(r"^/jobs/([0-9a-f]{32})/checkpoints$"), "/jobs/{id}/checkpoints", self._checkpoints),
             (re.compile(r"^/jobs/([0-9a-f]{32})/exceptions$"), "/jobs/{id}/exceptions", self._exceptions),
             (re.compile(r"^/taskmanagers$"), "/taskmanagers", self._taskmanagers),
+            (re.compile(r"^/jobmanager/config$"), "/jobmanager/config", self._jobmanager_config),
             # The TaskManager's Prometheus reporter, served on the same port (counted as its own path).
             (re.compile(r"^/metrics$"), "/metrics (TaskManager reporter)", self._reporter),
         ]
@@ -137,6 +139,14 @@ class FakeJobManager:
         else:
             raise KeyError(vid)
         return [{"id": f"{k}.currentInputWatermark", "value": str(value - k)} for k in range(self.parallelism)]
+
+    def _jobmanager_config(self) -> list:
+        """A cluster configured with the Prometheus reporter (on this server's own port, where /metrics is
+        served): what lets ``watermark_source: auto`` find the reporter without any connection extra."""
+        return [{"key": "metrics.reporter.prom.factory.class",
+                 "value": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"},
+                {"key": "metrics.reporter.prom.port", "value": str(self.port)},
+                {"key": "metrics.fetcher.update-interval", "value": "1000"}]
 
     def _taskmanagers(self) -> dict:
         return {"taskmanagers": [{"id": "127.0.0.1:35541-a9de52", "slotsNumber": 8, "freeSlots": 0,
@@ -236,7 +246,7 @@ async def _serve_connection(jm: FakeJobManager, reader: asyncio.StreamReader, wr
 
 
 async def serve(port: int, jobs: int) -> None:
-    jm = FakeJobManager(jobs)
+    jm = FakeJobManager(jobs, port=port)
     server = await asyncio.start_server(lambda r, w: _serve_connection(jm, r, w), "127.0.0.1", port, backlog=4096)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

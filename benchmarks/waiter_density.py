@@ -74,7 +74,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 FAR_FUTURE_MS = 4_102_444_800_000  # 2100-01-01: never reached during a run
-IMPLS = ("ours", "ours-reporter", "peer", "floor")
+IMPLS = ("ours", "ours-reporter", "ours-auto", "peer", "floor")
+#: The connection each of our implementations waits through (env in main()).
+OUR_CONNS = {"ours": "flink_default", "ours-reporter": "flink_reporter", "ours-auto": "flink_auto"}
 WINDOW_START, WINDOW_END = "=== waiter_density window start ===", "=== waiter_density window end ==="
 
 
@@ -88,11 +90,11 @@ def _hex(seed: str) -> str:
 def make_triggers(impl: str, n: int, jobs: int, poll: float) -> list:
     """N trigger objects, built from kwargs as the triggerer deserializes them. Wait i is on job ``i % jobs``."""
     triggers = []
-    if impl in ("ours", "ours-reporter"):
+    if impl in OUR_CONNS:
         from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger
 
         deadline = time.time() + 86_400
-        conn_id = "flink_reporter" if impl == "ours-reporter" else "flink_default"
+        conn_id = OUR_CONNS[impl]
         for i in range(n):
             kwargs = FlinkWatermarkTrigger(threshold_ms=FAR_FUTURE_MS + i, job_name=f"bench-job-{i % jobs}",
                                            poll_interval=poll, deadline=deadline,
@@ -413,12 +415,16 @@ def run_config(cfg: dict, env: dict, logdir: Path) -> dict:
     return result
 
 
-def plan(quick: bool) -> list[dict]:
-    """Configurations in run order: the pair (ours, peer) back to back for each (poll, N, start)."""
-    def pair(n: int, poll: float, warmup: float, duration: float, start: str = "spread") -> list[dict]:
-        return [dict(impl=impl, n=n, poll=poll, warmup=warmup, duration=duration, start=start)
-                for impl in ("ours", "ours-reporter", "peer")]
+def plan(quick: bool, scale: bool = False) -> list[dict]:
+    """Configurations in run order: ours (REST, reporter, auto-detected source) and the peer back to back for
+    each (poll, N, start). ``scale``: 1,000 and 10,000 waits (run with ``--jobs 100``); the peer only at 1,000
+    (10,000 HttpEventTrigger loops cannot keep a 5 s poll on 2 cores: it would measure a saturated CPU)."""
+    def pair(n: int, poll: float, warmup: float, duration: float, start: str = "spread",
+             impls: tuple = ("ours", "ours-reporter", "ours-auto", "peer")) -> list[dict]:
+        return [dict(impl=impl, n=n, poll=poll, warmup=warmup, duration=duration, start=start) for impl in impls]
 
+    if scale:
+        return pair(1000, 5.0, 12.0, 60.0) + pair(10000, 5.0, 20.0, 60.0, impls=("ours", "ours-reporter", "ours-auto"))
     if quick:
         return [c for n in (10, 1000) for c in pair(n, 5.0, 7.0, 15.0)]
     cfgs = [c for n in (10, 100, 1000) for c in pair(n, 5.0, 12.0, 60.0)]
@@ -437,7 +443,9 @@ def _fmt(v, nd=1) -> str:
     return f"{v:,}"
 
 
-LABELS = {"ours": "ours (FlinkWatermarkTrigger)", "ours-reporter": "ours, reporter source (same trigger)", "peer": "peer (HttpEventTrigger)", "floor": "floor (DateTimeTrigger)"}
+LABELS = {"ours": "ours (FlinkWatermarkTrigger), REST source", "ours-reporter": "ours, reporter source set explicitly",
+          "ours-auto": "ours, source auto-detected (no extras)", "peer": "peer (HttpEventTrigger)",
+          "floor": "floor (DateTimeTrigger)"}
 
 
 def _key(r: dict, impl: str | None = None) -> tuple:
@@ -470,7 +478,7 @@ def targets(results: list[dict]) -> list[dict]:
     by = {_key(r): r for r in results}
     checks = []
     for r in results:
-        if not r["impl"].startswith("ours") or r["n"] != 1000:
+        if not r["impl"].startswith("ours") or r["n"] not in (1000, 10000):
             continue
         peer = by.get(_key(r, "peer"))
         ratio = peer["requests_per_min"] / r["requests_per_min"] if peer and r["requests_per_min"] else None
@@ -493,6 +501,8 @@ def targets(results: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="~2 min smoke run (N=10 and 1000, 5 s poll, 15 s windows)")
+    parser.add_argument("--scale", action="store_true",
+                        help="1,000 and 10,000 waits at a 5 s poll (use with --jobs 100) -> waiter_density.scale.json")
     parser.add_argument("--port", type=int, default=18081, help="port of the fake JobManager (default 18081)")
     parser.add_argument("--jobs", type=int, default=10, help="distinct Flink jobs the waits spread over (default 10)")
     parser.add_argument("--only", nargs="+", choices=IMPLS, help="run only these implementations")
@@ -515,8 +525,9 @@ def main() -> None:
     if not port_free(args.port):
         raise SystemExit(f"127.0.0.1:{args.port} is in use. To fix this, pass --port with a free port.")
 
-    out = args.out or RESULTS / ("waiter_density.quick.json" if args.quick else "waiter_density.json")
-    cfgs = [c for c in plan(args.quick) if (not args.only or c["impl"] in args.only)
+    out = args.out or RESULTS / ("waiter_density.quick.json" if args.quick else
+                                 "waiter_density.scale.json" if args.scale else "waiter_density.json")
+    cfgs = [c for c in plan(args.quick, args.scale) if (not args.only or c["impl"] in args.only)
             and (not args.n or c["n"] in args.n) and (not args.poll or c["poll"] in args.poll)
             and (not args.start or c["start"] == args.start)]
     est = sum(c["warmup"] + c["duration"] + 6 for c in cfgs)
@@ -531,7 +542,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
         AIRFLOW_HOME=str(airflow_home),
-        AIRFLOW_CONN_FLINK_DEFAULT=f"flink-rest://127.0.0.1:{args.port}",
+        AIRFLOW_CONN_FLINK_DEFAULT=f"flink-rest://127.0.0.1:{args.port}?watermark_source=rest",
+        AIRFLOW_CONN_FLINK_AUTO=f"flink-rest://127.0.0.1:{args.port}",
         AIRFLOW_CONN_FLINK_REPORTER=f"flink-rest://127.0.0.1:{args.port}?metrics_reporter_port={args.port}",
         AIRFLOW_CONN_FLINK_HTTP=f"http://127.0.0.1:{args.port}",
         AIRFLOW__CORE__LOAD_EXAMPLES="False",

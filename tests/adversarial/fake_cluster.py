@@ -22,6 +22,7 @@ T = 1_767_265_200_000 - 1  # the threshold every wait in the suite waits for (wi
 LONG_MIN = -(2**63)
 
 Answer = tuple[int, dict, bytes]  # status, headers, body
+HTML_PAGE: Answer = (200, {"Content-Type": "text/html"}, b"<html><body>Sign in to the proxy</body></html>")
 
 
 def _hex(seed: str) -> str:
@@ -39,6 +40,7 @@ class FakeJob:
     attempts: list = field(default_factory=lambda: [0, 0])
     checkpoints: list = field(default_factory=list)  # [(id, trigger_ms)] completed, oldest first
     checkpointing: bool = True
+    savepoint_type: str | None = None  # the latest savepoint's checkpoint_type, e.g. "SYNC_SAVEPOINT" (a stop)
     start_ms: int = 1_700_000_000_000
 
     @property
@@ -120,7 +122,8 @@ class FakeCluster:
     def checkpoints(self, j: FakeJob, _q) -> Answer:
         done = j.checkpoints[-1] if j.checkpoints else None
         latest = {"completed": {"id": done[0], "trigger_timestamp": done[1], "status": "COMPLETED"} if done else None,
-                  "savepoint": None, "failed": None, "restored": None}
+                  "savepoint": {"id": 99, "checkpoint_type": j.savepoint_type} if j.savepoint_type else None,
+                  "failed": None, "restored": None}
         history = [{"id": cid, "trigger_timestamp": ts, "status": "COMPLETED"} for cid, ts in reversed(j.checkpoints)]
         return self.json({"counts": {"completed": len(j.checkpoints), "failed": 0}, "latest": latest,
                           "history": history})

@@ -326,3 +326,39 @@ def test_a_wait_ends_at_its_deadline_while_the_jobmanager_never_answers(cluster)
     results = race({"victim": wait_on("victim", deadline=start + 1.0, poll_interval=0.5)}, [], 3.0)
     assert results["victim"]["status"] == "timeout"
     record("deadline-while-jobmanager-hangs", results["victim"], True)
+
+
+# ---------------------------------------------------------------------------------------------------- auto source
+def _auto_conn(monkeypatch, cluster: FakeCluster) -> None:
+    port = int(cluster.url.rsplit(":", 1)[1])
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_AUTO", json.dumps({"conn_type": "flink_rest", "host": "127.0.0.1",
+                                                              "port": port, "extra": {"timeout": 2}}))
+
+
+def test_auto_source_reads_the_reporter_the_cluster_configuration_shows(cluster, monkeypatch):
+    # No extra names a reporter; /jobmanager/config shows one, on the fake's own port, /taskmanagers its host.
+    port = int(cluster.url.rsplit(":", 1)[1])
+    cluster.override("jobmanager_config", lambda j, q: FakeCluster.json([
+        {"key": "metrics.reporter.prom.factory.class",
+         "value": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"},
+        {"key": "metrics.reporter.prom.port", "value": str(port)}]))
+    cluster.override("taskmanagers", lambda j, q: FakeCluster.json({"taskmanagers": [
+        {"id": "tm-1", "path": "pekko.tcp://flink@127.0.0.1:6122/user/rpc/taskmanager_0"}]}))
+    _auto_conn(monkeypatch, cluster)
+    results = _run_case(cluster, lambda c: None, bystander_conn="flink_auto")
+    _check("auto-source-reporter-from-cluster-config", results, "waiting")
+    assert cluster.hits.get("reporter", 0) >= 2 and cluster.hits.get("watermarks", 0) == 0, cluster.hits
+
+
+def test_auto_source_falls_back_to_rest_when_no_reporter_answers(cluster, monkeypatch):
+    # The configuration names a reporter on a port where nothing listens: REST, and the waits still decide.
+    cluster.override("jobmanager_config", lambda j, q: FakeCluster.json([
+        {"key": "metrics.reporter.prom.factory.class",
+         "value": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"},
+        {"key": "metrics.reporter.prom.port", "value": "9"}]))
+    cluster.override("taskmanagers", lambda j, q: FakeCluster.json({"taskmanagers": [
+        {"id": "tm-1", "path": "pekko.tcp://flink@127.0.0.1:6122/user/rpc/taskmanager_0"}]}))
+    _auto_conn(monkeypatch, cluster)
+    results = _run_case(cluster, lambda c: None, bystander_conn="flink_auto")
+    _check("auto-source-rest-fallback", results, "waiting")
+    assert cluster.hits.get("watermarks", 0) >= 2, cluster.hits
