@@ -17,18 +17,26 @@ T = TypeVar("T")
 
 #: While deferred, a wait logs one progress line this often (seconds of wall clock).
 PROGRESS_LOG_EVERY_S = 60.0
+#: A wait that starts at (or after) its deadline still awaits its first observation this long: it takes its one
+#: look (the sensors' look before deferring is such a wait; so is a wait resumed after its deadline).
+FIRST_LOOK_GRACE_S = 5.0
 
 
 async def until_deadline(source: AsyncIterator[T], deadline: float | None) -> AsyncIterator[T | None]:
     """The items of ``source``; then ``None`` once, when the absolute ``deadline`` (epoch s) passes while the
-    next item is still awaited (a poll that hangs on retries must not carry a wait past its deadline)."""
+    next item is still awaited (a poll that hangs on retries must not carry a wait past its deadline). A wait
+    that starts when its deadline has already passed awaits its first item up to :data:`FIRST_LOOK_GRACE_S`."""
     iterator = aiter(source)
     pending: asyncio.Future | None = None
+    first = deadline is not None and deadline <= time.time()
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(iterator))
             timeout = None if deadline is None else max(0.0, deadline - time.time())
+            if first:
+                timeout = FIRST_LOOK_GRACE_S
+            first = False
             done, _ = await asyncio.wait({pending}, timeout=timeout)
             if not done:
                 await _stop(pending)  # before the caller sees the timeout (and closes ``source``)

@@ -331,3 +331,39 @@ def test_window_event_trigger_follows_a_new_job_of_the_name_after_the_input_ende
                      snap(4, END + 3 * minute + 5, job_id="j2"))  # restarted from a savepoint: a new job id
     assert [e.payload["window_start_ms"] for e in events] == [END, END + minute, END + 2 * minute]
     assert events[-1].payload["job_id"] == "j2"
+
+
+def test_a_wait_started_at_its_deadline_still_takes_its_one_look():
+    # The sensors' look before deferring is a wait whose deadline is "now": it must see one observation
+    # (and succeed on it), not time out before the first poll answered.
+    import time as _time
+
+    async def slow_first():
+        await asyncio.sleep(0.3)
+        yield snap(_time.time(), END)
+
+    trigger = FlinkWatermarkTrigger(threshold_ms=END - 1, job_name="s", deadline=_time.time())
+
+    async def go():
+        return [e async for e in trigger.filter_shared_stream(slow_first())]
+
+    events = asyncio.run(go())
+    assert events[0].payload["status"] == "success", events[0].payload
+
+
+def test_a_wait_ends_at_its_deadline_while_the_next_observation_does_not_come():
+    import time as _time
+
+    async def hangs():
+        yield snap(_time.time(), END - 100)
+        await asyncio.sleep(30)
+        yield snap(_time.time(), END)  # pragma: no cover - never reached
+
+    trigger = FlinkWatermarkTrigger(threshold_ms=END - 1, job_name="s", deadline=_time.time() + 0.5)
+    t0 = _time.monotonic()
+
+    async def go():
+        return [e async for e in trigger.filter_shared_stream(hangs())]
+
+    events = asyncio.run(go())
+    assert events[0].payload["status"] == "timeout" and _time.monotonic() - t0 < 1.5
