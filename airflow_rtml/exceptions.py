@@ -193,6 +193,8 @@ def error_kind(exc: BaseException) -> FailureReason | str:
         return TRANSIENT
     if isinstance(exc, FlinkApiError):
         status = exc.status_code
+        if status in (401, 403):
+            return FailureReason.CONFIGURATION  # the credentials of the connection are refused: fix them
         # 5xx, 429 and answers that are no Flink answer at all (a proxy's HTML page, a redirect) pass.
         if exc.unreadable or (status is not None and (status >= 500 or status == 429 or status < 400)):
             return TRANSIENT

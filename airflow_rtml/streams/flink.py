@@ -100,6 +100,10 @@ async def jobs_overview(hook: FlinkRestHook, max_age: float) -> Overview:
     except FlinkApiError as exc:
         if exc.unreadable:
             raise
+        if exc.status_code in (401, 403):
+            raise FlinkConfigurationError(
+                f"{exc}. To fix this, check the credentials of connection {hook.conn_id!r} (login/password or the "
+                "extra bearer_token) for the JobManager or the proxy in front of it.") from exc
         raise FlinkApiError(f"{exc} (every wait on this cluster retries until its deadline)", exc.status_code,
                             exc.body, unreadable=True) from exc
 

@@ -83,3 +83,21 @@ def record(case: str, victim: dict | None, bystander_ok: bool) -> None:
                                  "bystander_affected": not bystander_ok,
                                  "victim": (victim or {}).get("status", "waiting"),
                                  "reason": (victim or {}).get("reason")}) + "\n")
+
+
+def check(case: str, results: dict[str, dict | None], expected: str = "waiting", threshold_ms: int = T) -> dict | None:
+    """The suite's two assertions on a race of ``victim`` and ``bystander``: the victim never fired early, and
+    the bystander fired exactly at its crossing. ``expected``: ``"waiting"`` (the victim still waits),
+    ``"failed:<reason>"`` (it failed with that reason) or ``"any"`` (anything but a success). Returns the
+    victim's event."""
+    victim, bystander = results["victim"], results["bystander"]
+    bystander_ok = bystander is not None and bystander["status"] == "success" and bystander["progress_ms"] == threshold_ms
+    record(case, victim, bystander_ok)
+    assert not (victim and victim["status"] == "success"), f"{case}: the victim fired early: {victim}"
+    assert bystander_ok, f"{case}: the bystander was affected: {bystander}"
+    if expected == "waiting":
+        assert victim is None, f"{case}: the victim should still wait, got {victim}"
+    elif expected.startswith("failed:"):
+        reason = expected.split(":", 1)[1]
+        assert victim is not None and victim["status"] == "failed" and victim["reason"] == reason, (case, victim)
+    return victim

@@ -12,6 +12,7 @@ import json
 import time
 
 import pytest
+from conftest import check as _check
 from conftest import race, record, wait_on
 from fake_cluster import LONG_MIN, T, FakeCluster
 
@@ -131,19 +132,6 @@ def _run_case(cluster: FakeCluster, setup, victim_kwargs: dict | None = None, du
     triggers = {"victim": wait_on("victim", conn=bystander_conn, **(victim_kwargs or {})),
                 "bystander": wait_on("bystander", conn=bystander_conn)}
     return race(triggers, [(cross_at, lambda: setattr(bystander, "watermarks", [T, T + 5]))], duration)
-
-
-def _check(case: str, results: dict, expected: str) -> None:
-    victim, bystander = results["victim"], results["bystander"]
-    bystander_ok = bystander is not None and bystander["status"] == "success" and bystander["progress_ms"] == T
-    record(case, victim, bystander_ok)
-    assert not (victim and victim["status"] == "success"), f"{case}: the victim fired early: {victim}"
-    assert bystander_ok, f"{case}: the bystander was affected: {bystander}"
-    if expected == "waiting":
-        assert victim is None, f"{case}: the victim should still wait, got {victim}"
-    else:
-        reason = expected.split(":", 1)[1]
-        assert victim is not None and victim["status"] == "failed" and victim["reason"] == reason, (case, victim)
 
 
 @pytest.mark.parametrize(("case", "setup", "expected"), VICTIM_CASES, ids=[c[0] for c in VICTIM_CASES])
@@ -362,3 +350,13 @@ def test_auto_source_falls_back_to_rest_when_no_reporter_answers(cluster, monkey
     results = _run_case(cluster, lambda c: None, bystander_conn="flink_auto")
     _check("auto-source-rest-fallback", results, "waiting")
     assert cluster.hits.get("watermarks", 0) >= 2, cluster.hits
+
+
+def test_refused_credentials_fail_the_waits_with_how_to_fix_them(cluster):
+    # A 401/403 is no outage: the waits end at once, naming the connection's credentials.
+    cluster.override("overview", answer(401, b'{"errors": ["Unauthorized"]}'))
+    results = race({"victim": wait_on("victim", deadline=time.time() + 30)}, [], 2.0)
+    victim = results["victim"]
+    record("overview-401-credentials-refused", victim, True)
+    assert victim["status"] == "failed" and victim["reason"] == "configuration", victim
+    assert "check the credentials" in victim["message"]
