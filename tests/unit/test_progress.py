@@ -654,3 +654,47 @@ def test_expected_source_that_ended_counts_as_reported():
 def test_expected_sources_as_a_single_string_is_rejected():
     with pytest.raises(TypeError):
         SignalAggregator(expected_sources="ab")
+
+
+def rsig(watermark: int, run: str, at_ms: int, *, final: bool = False, source: str = "p") -> ProgressSignal:
+    return ProgressSignal("features", watermark, source, at_ms, final, run)
+
+
+def test_a_new_run_takes_over_only_after_the_old_one_is_silent_long_enough():
+    # A restarted producer and a second process under the same name look alike until the older run signals
+    # again: until the takeover (120 s of the new run's time and 3 of its signals) the minimum of both counts.
+    from airflow_rtml.progress.signals import RUN_TAKEOVER_MS
+
+    agg = SignalAggregator()
+    agg.add(rsig(500, "r1", 0))
+    agg.add(rsig(900, "r2", 1_000))  # a new run, higher
+    assert agg.progress("features") == 500  # not yet: r1 may still be alive
+    agg.add(rsig(950, "r2", 2_000))
+    agg.add(rsig(960, "r2", RUN_TAKEOVER_MS - 1))
+    assert agg.progress("features") == 500  # silent for less than the takeover time
+    agg.add(rsig(970, "r2", RUN_TAKEOVER_MS))
+    assert agg.progress("features") == 970 and agg.duplicates("features") == []  # taken over: a restart
+
+
+def test_two_live_processes_under_one_source_name_are_detected_and_the_slower_counts():
+    agg = SignalAggregator()
+    agg.add(rsig(100, "slow", 0))
+    agg.add(rsig(900, "fast", 10))
+    agg.add(rsig(110, "slow", 20))  # the older run signals after the newer one appeared: two processes
+    agg.add(rsig(990, "fast", 500_000))  # far past the takeover time: still the minimum of both
+    assert agg.progress("features") == 110 and agg.duplicates("features") == ["p"]
+
+
+def test_a_final_run_holds_nothing_back_and_a_rerun_counts_from_its_own_progress():
+    agg = SignalAggregator()
+    agg.add(rsig(500, "r1", 0, final=True))
+    assert agg.progress("features") == END_OF_STREAM
+    agg.add(rsig(200, "r2", 10))  # a re-run after the final: its own progress, at once
+    assert agg.progress("features") == 200
+
+
+def test_a_lower_value_of_the_same_run_is_a_regression():
+    agg = SignalAggregator()
+    agg.add(rsig(500, "r1", 0))
+    agg.add(rsig(400, "r1", 1))
+    assert agg.progress("features") == 500 and agg.regressions == 1
