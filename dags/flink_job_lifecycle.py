@@ -46,7 +46,7 @@ with DAG(
         job_id="{{ ti.xcom_pull(task_ids='submit_bounded_job', key='job_id') }}",
         target_states=["FINISHED"],
         deferrable=True,
-        poll_interval=1,
+        poke_interval=1,
     )
     submit_streaming = FlinkSubmitJobOperator(
         task_id="submit_streaming_job",

@@ -31,7 +31,7 @@ with DAG(
     StreamWindowSensor(
         task_id="wait_for_closed_evaluation_hours",
         job_name="{{ var.json.rtml_demo.job_prefix }}-evaluation",
-        asset=EVAL_HOURS, window=HOUR, commit_aware=True, deferrable=True, poll_interval=1,
+        asset=EVAL_HOURS, window=HOUR, commit_aware=True, deferrable=True, poke_interval=1,
         start="{{ var.json.rtml_demo.start_ms }}",
         timeout=timedelta(hours=2),
     )

@@ -66,7 +66,7 @@ with DAG(
 
     features_ready = StreamWatermarkSensor(
         task_id="features_reached_start", job_name=CHAIN.jobs["features"],
-        target="{{ var.json.rtml_demo.start_ms }}", deferrable=True, poll_interval=1,
+        target="{{ var.json.rtml_demo.start_ms }}", deferrable=True, poke_interval=1,
         timeout=timedelta(minutes=30),
     )
     skew = StreamSkewCheckOperator(

@@ -34,7 +34,7 @@ with DAG(
     StreamWindowSensor(
         task_id="wait_for_closed_sample_hours",
         job_name="{{ var.json.rtml_demo.job_prefix }}-sample-features",
-        asset=SAMPLE_HOURS, window=HOUR, commit_aware=True, deferrable=True, poll_interval=1,
+        asset=SAMPLE_HOURS, window=HOUR, commit_aware=True, deferrable=True, poke_interval=1,
         start="{{ var.json.rtml_demo.start_ms }}",
         timeout=timedelta(hours=2),
     )

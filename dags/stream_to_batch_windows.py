@@ -35,7 +35,7 @@ with DAG(
         asset=EVENTS_PER_MINUTE,
         window=WINDOW,
         deferrable=True,
-        poll_interval=1,
+        poke_interval=1,
         timeout=timedelta(hours=1),
     )
 

@@ -1,31 +1,52 @@
-"""FlinkJobStateSensor: wait until a Flink job reaches target states (deferrable)."""
+"""FlinkJobStateSensor: wait until a Flink job reaches target states (an Airflow sensor; deferrable)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
-from airflow_rtml.exceptions import FlinkConfigurationError, FlinkJobNotFound
+from airflow_rtml.exceptions import TRANSIENT, FlinkConfigurationError, FlinkJobNotFound, FlinkWaitTimeout, RtmlError, error_kind
 from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.operators.flink import XCOM_JOB_ID, FlinkJobLink, _default_deferrable, _FlinkJobWaitMixin
-from airflow_rtml.triggers.flink import normalize_states
+from airflow_rtml.progress import EventStatus
+from airflow_rtml.sensors.base import _UNSET, FlinkSensorTimeout, RtmlSensorMixin, deprecated_alias
+from airflow_rtml.triggers.flink import evaluate_job_state, normalize_states, raise_for_event
+
+__all__ = ["FlinkJobStateSensor", "JobStateResult"]
 
 
-class FlinkJobStateSensor(_FlinkJobWaitMixin, BaseOperator):
+class JobStateResult(TypedDict):
+    """What :class:`FlinkJobStateSensor` returns (XCom ``return_value``) on every path."""
+
+    job_id: str
+    state: str
+
+
+class FlinkJobStateSensor(RtmlSensorMixin, _FlinkJobWaitMixin, BaseSensorOperator):
     """Wait until a Flink job is in one of ``target_states``.
 
     A FAILED or CANCELED job (when not a target) ends the wait at once with :class:`FlinkJobFailed` carrying
-    Flink's root cause; an unknown job raises :class:`FlinkJobNotFound`; the deadline raises
-    :class:`FlinkWaitTimeout`. A JobManager that is briefly unreachable does not fail the wait before the
-    deadline. Sync and deferred paths raise the same exception types. Returns ``{"job_id", "state"}``.
+    Flink's root cause; an unknown job raises :class:`FlinkJobNotFound`; the timeout raises
+    :class:`~airflow_rtml.sensors.base.FlinkSensorTimeout` (a ``FlinkWaitTimeout``; skipped with
+    ``soft_fail=True``). A JobManager that is briefly unreachable does not fail the wait before the timeout.
+    Sync and deferred paths raise the same exception types and return a :class:`JobStateResult` dict.
+    ``RUNNING`` counts once every task of the job runs. Templated fields: ``job_id``, ``job_name``.
 
-    :param job_id: the job id (templated); or
+    :param job_id: the job id; or
     :param job_name: the job's name: the active job of that name, else its most recent run.
     :param target_states: e.g. ``["RUNNING"]`` or ``["FINISHED"]``.
-    :param timeout: absolute deadline from the first try, kept across triggerer restarts.
+    :param flink_conn_id: a ``flink_rest`` connection.
+    :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); it first looks
+        on the worker for up to 10 s (most jobs get there by then).
+    :param poke_interval: seconds (or timedelta) between state reads; default 5.
+    :param timeout: seconds (or timedelta) from the first try; default 1 hour; None: ``[sensors]
+        default_timeout``. Absolute in the triggerer, kept across triggerer restarts.
+    :param poll_interval: deprecated name of ``poke_interval``.
+    Other arguments of :class:`~airflow.sdk.BaseSensorOperator` (``mode``, ``soft_fail``, ``exponential_backoff``,
+    ``max_wait``, ...) apply to the worker path; ``soft_fail`` to both.
     """
 
     template_fields: Sequence[str] = ("job_id", "job_name")
@@ -39,11 +60,14 @@ class FlinkJobStateSensor(_FlinkJobWaitMixin, BaseOperator):
         target_states: Sequence[str] = ("RUNNING",),
         flink_conn_id: str = FlinkRestHook.default_conn_name,
         deferrable: bool | None = None,
-        poll_interval: float = 5.0,
-        timeout: timedelta | None = timedelta(hours=1),
+        poke_interval: timedelta | float = 5.0,
+        timeout: timedelta | float | None = timedelta(hours=1),
+        poll_interval: Any = _UNSET,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
+        task_id = kwargs.get("task_id", "?")
+        poke_interval = deprecated_alias(task_id, "poll_interval", "poke_interval", poll_interval, poke_interval, 5.0)
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         if (job_id is None) == (job_name is None):
             raise FlinkConfigurationError(f"{self.task_id}: give exactly one of job_id= or job_name=.")
         self.job_id = job_id
@@ -51,14 +75,45 @@ class FlinkJobStateSensor(_FlinkJobWaitMixin, BaseOperator):
         self.target_states = normalize_states(target_states)
         self.flink_conn_id = flink_conn_id
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
-        self.poll_interval = poll_interval
-        self.wait_timeout = timeout
+        self._resolved_job_id: str | None = None
 
-    def execute(self, context: Context) -> dict:
+    def execute(self, context: Context) -> JobStateResult:
         hook = FlinkRestHook(self.flink_conn_id)
-        job_id = self.job_id or self._resolve_name(hook)
+        job_id = self._resolved_job_id = self.job_id or self._resolve_name(hook)
         context["ti"].xcom_push(key=XCOM_JOB_ID, value=job_id)
-        return self._wait(hook, job_id, self.target_states, {"job_id": job_id})
+        if self.deferrable:
+            try:
+                return self._wait(hook, job_id, self.target_states, {"job_id": job_id})  # type: ignore[return-value]
+            except FlinkWaitTimeout as exc:  # the look before deferring reached the deadline
+                if isinstance(exc, FlinkSensorTimeout):
+                    raise
+                raise self._timeout_error(str(exc)) from exc
+        event = self._run_sensor(context)
+        return {"job_id": job_id, "state": event["state"]}
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One read of the job's state; done with the success event as its value."""
+        hook = FlinkRestHook(self.flink_conn_id)
+        job_id = self._resolved_job_id or self.job_id or self._resolve_name(hook)
+        try:
+            detail = hook.get_job(job_id)
+            cause = hook.get_root_cause(job_id) if detail.state.is_failure else None
+        except RtmlError as exc:
+            if error_kind(exc) != TRANSIENT:
+                raise
+            self.log.warning("Flink not readable, will retry until the timeout: %s", exc)
+            return False
+        event = evaluate_job_state(job_id, detail.state, self.target_states, cause, detail.tasks_running)
+        if event is None:
+            return False
+        raise_for_event(event)
+        return PokeReturnValue(is_done=True, xcom_value=event)
+
+    def execute_complete(self, context: Context, event: dict, result: dict | None = None) -> JobStateResult:
+        """Resume after the trigger: raises the same exceptions as the worker path."""
+        if event["status"] == EventStatus.TIMEOUT.value:
+            raise self._timeout_error(event.get("message", "the wait timed out"))
+        return super().execute_complete(context, event, result)  # type: ignore[return-value]
 
     def _resolve_name(self, hook: FlinkRestHook) -> str:
         active = hook.find_active_job(self.job_name)

@@ -13,14 +13,24 @@ import time
 from contextlib import aclosing
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypedDict
 
-from airflow.sdk import Asset, BaseOperator, Context
+from airflow.sdk import Asset, BaseSensorOperator, Context, PokeReturnValue
 
 from airflow_rtml.exceptions import FlinkConfigurationError, StreamEnded
 from airflow_rtml.hooks.flink import FlinkRestHook
 from airflow_rtml.operators.flink import _default_deferrable
-from airflow_rtml.progress import END_OF_STREAM, Window, closed_windows, describe, threshold_for, window_of
+from airflow_rtml.progress import (
+    END_OF_STREAM,
+    EventStatus,
+    Window,
+    closed_windows,
+    describe,
+    threshold_for,
+    window_of,
+)
+from airflow_rtml.sensors.base import _UNSET, FlinkSensorTimeout, RtmlSensorMixin, deprecated_alias  # noqa: F401
+from airflow_rtml.triggers.base import ProgressLog
 from airflow_rtml.triggers.flink import raise_for_event
 from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger, decide, wait_result
 
@@ -73,88 +83,195 @@ def first_look(trigger: FlinkWatermarkTrigger, hook: FlinkRestHook) -> dict | No
     return None if event["status"] == "timeout" else event
 
 
-class StreamWatermarkSensor(BaseOperator):
-    """Wait until a Flink job's event-time progress has passed ``target`` (deferrable).
+class WatermarkWaitResult(TypedDict):
+    """What :class:`StreamWatermarkSensor` returns (its XCom ``return_value``), on every path: finished on the
+    worker (poke or reschedule mode, or the look before deferring) or resumed after the triggerer.
 
-    Returns (XCom) ``{"stream", "job_id", "progress_ms", "threshold_ms", "checkpoint_id"}``. Raises
+    ``progress_ms`` is the stream's progress when the wait fired (``>= threshold_ms``; ``Long.MAX_VALUE`` for an
+    ended input), ``threshold_ms`` what it waited for (``target - 1 + lateness``), ``checkpoint_id`` the
+    checkpoint that committed the crossing (commit-aware waits; else the latest completed one, or None),
+    ``last_event_time_ms`` the highest progress seen before an input ended (equals ``progress_ms`` otherwise).
+    """
+
+    stream: str
+    job_id: str | None
+    progress_ms: int | None
+    threshold_ms: int
+    checkpoint_id: int | None
+    last_event_time_ms: int | None
+
+
+class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
+    """Wait until a Flink job's event-time progress has passed ``target`` (an Airflow sensor; deferrable).
+
+    Returns (XCom) a :class:`WatermarkWaitResult` dict on every path. Raises
     :class:`~airflow_rtml.exceptions.FlinkJobFailed` (job FAILED/CANCELED, with Flink's root cause),
     :class:`~airflow_rtml.exceptions.StreamStalled` (no progress for ``stall_timeout``),
-    :class:`~airflow_rtml.exceptions.FlinkJobNotFound`, :class:`~airflow_rtml.exceptions.FlinkWaitTimeout`
-    — the same in the sync and deferred paths. Many sensors on one job share one poll loop in the triggerer.
+    :class:`~airflow_rtml.exceptions.FlinkJobNotFound`, :class:`~airflow_rtml.sensors.base.FlinkSensorTimeout`
+    (a :class:`~airflow_rtml.exceptions.FlinkWaitTimeout`; with ``soft_fail=True`` the task is skipped instead)
+    — the same on the worker and in the triggerer. Many sensors on one job share one poll loop in the triggerer.
+
+    Each poke is one read of the stream (:class:`~airflow_rtml.streams.flink.FlinkStreamReader`) decided by the
+    same :class:`~airflow_rtml.progress.ProgressWait` the trigger uses. In ``mode="reschedule"`` each poke is a
+    new process, so what needs several observations (``commit_aware``, ``stall_timeout``) is refused there: use
+    ``deferrable=True`` or ``mode="poke"``. Never early on any path.
+
+    Templated fields: ``target``, ``job_name``, ``job_id``, ``vertex``.
 
     :param job_name: the Flink job's name (followed across upgrades); or
     :param job_id: one job run.
-    :param target: event time that must be complete (templated; default ``{{ data_interval_end }}``): waits for
-        ``progress >= target - 1 + lateness``, i.e. the window ending at ``target`` is closed.
+    :param target: event time that must be complete (a datetime, ISO-8601 string or epoch ms): waits for
+        ``progress >= target - 1 + lateness``, i.e. the window ending at ``target`` is closed. Default (None):
+        the run's ``data_interval_end``; a run without data interval (Airflow 3: a manual or asset-triggered run
+        without logical date) waits for its ``dag_run.run_after`` instead, and says so in the log.
     :param lateness: allowed lateness of the consumer (keeps the window open that much longer).
     :param commit_aware: also wait for a checkpoint after the crossing (exactly-once sinks made it visible).
     :param vertex: vertex id or part of its name whose input watermark is the progress (default: the sinks).
     :param metric: the watermark metric (default ``currentInputWatermark``).
-    :param stall_timeout: fail as stalled when a RUNNING job's progress does not move this long.
-    :param timeout: absolute deadline from the first try (kept across triggerer restarts).
-    :param poll_interval: seconds between polls.
+    :param stall_timeout: fail as stalled when a RUNNING job's progress does not move this long (seconds or
+        timedelta).
+    :param flink_conn_id: a ``flink_rest`` connection.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
+    :param poke_interval: seconds (or timedelta) between reads of the stream, on the worker and in the triggerer.
+    :param timeout: seconds (or timedelta) from the first try until the wait fails with ``FlinkSensorTimeout``
+        (an absolute deadline in the triggerer, kept across triggerer restarts); default 6 hours.
+    :param poll_interval: deprecated name of ``poke_interval``.
+    Other arguments of :class:`~airflow.sdk.BaseSensorOperator` (``mode``, ``soft_fail``, ``exponential_backoff``,
+    ``max_wait``, ``silent_fail``, ``never_fail``) apply to the worker path; ``soft_fail`` to both.
     """
 
     template_fields: Sequence[str] = ("target", "job_name", "job_id", "vertex")
-    #: a deferred success ends the task in the triggerer (no resume on a worker); StreamWindowSensor resumes.
-    end_in_triggerer = True
+    #: Round 1 ended a deferred success in the triggerer (``TaskSuccessEvent``). Airflow 3.3 stores XComs pushed
+    #: that way JSON-encoded a second time, so ``xcom_pull`` returned a *string*: the task now always resumes on
+    #: a worker and returns the dict from :meth:`execute_complete` (about 0.5 s later downstream).
+    end_in_triggerer = False
 
     def __init__(
         self,
         *,
         job_name: str | None = None,
         job_id: str | None = None,
-        target: Any = "{{ data_interval_end }}",
+        target: Any = None,
         lateness: timedelta = timedelta(0),
         commit_aware: bool = False,
         vertex: str | None = None,
         metric: str = INPUT_WATERMARK,
-        stall_timeout: timedelta | None = None,
-        timeout: timedelta = timedelta(hours=6),
-        poll_interval: float = 1.0,
+        stall_timeout: timedelta | float | None = None,
         flink_conn_id: str = FlinkRestHook.default_conn_name,
         deferrable: bool | None = None,
+        poke_interval: timedelta | float = 1.0,
+        timeout: timedelta | float = timedelta(hours=6),
+        poll_interval: Any = _UNSET,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
+        task_id = kwargs.get("task_id", "?")
+        poke_interval = deprecated_alias(task_id, "poll_interval", "poke_interval", poll_interval, poke_interval, 1.0)
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         if (job_name is None) == (job_id is None):
             raise FlinkConfigurationError(f"{self.task_id}: give exactly one of job_name= or job_id=.")
         if lateness < timedelta(0):
             raise FlinkConfigurationError(f"{self.task_id}: lateness must not be negative.")
+        if isinstance(stall_timeout, (int, float)) and not isinstance(stall_timeout, bool):
+            stall_timeout = timedelta(seconds=stall_timeout)
         self.job_name, self.job_id, self.target = job_name, job_id, target
         self.lateness, self.commit_aware, self.vertex, self.metric = lateness, commit_aware, vertex, metric
-        self.stall_timeout, self.wait_timeout, self.poll_interval = stall_timeout, timeout, poll_interval
+        self.stall_timeout = stall_timeout
         self.flink_conn_id = flink_conn_id
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        if self.reschedule and not self.deferrable and (commit_aware or stall_timeout):
+            raise FlinkConfigurationError(
+                f"{self.task_id}: mode='reschedule' starts a new process for every poke, so a wait that needs "
+                "several observations of the stream (commit_aware=True, stall_timeout=) cannot be decided in it. "
+                "To fix this, use deferrable=True (waits in the triggerer, no worker slot) or mode='poke'."
+            )
+        self._threshold: int | None = None
+        self._deadline: float | None = None
+        self._poking: tuple | None = None  # (reader, wait, progress log) kept across pokes of one process
 
-    def trigger(self, deadline: float) -> FlinkWatermarkTrigger:
-        target_ms = to_epoch_ms(self.target)
+    # ------------------------------------------------------------------ what to wait for
+    def resolve_target(self, context: Context) -> int:
+        """``target`` as epoch ms; unset, the run's data interval end, else its ``run_after``."""
+        if self.target not in (None, ""):
+            return to_epoch_ms(self.target)
+        end = context.get("data_interval_end")
+        if end is not None:
+            return to_epoch_ms(end)
+        run_after = getattr(context.get("dag_run"), "run_after", None)
+        if run_after is not None:
+            self.log.info("This run has no data interval (no logical date): target defaults to its run_after, %s",
+                          run_after)
+            return to_epoch_ms(run_after)
+        raise FlinkConfigurationError(
+            f"{self.task_id}: target= is unset and this run has neither a data interval (data_interval_end) nor a "
+            "run_after to default to. To fix this, pass target= (a datetime, an ISO-8601 string such as "
+            "'{{ dag_run.run_after }}', or epoch ms)."
+        )
+
+    def threshold_ms(self, target_ms: int) -> int:
+        return threshold_for(target_ms, int(self.lateness.total_seconds() * 1000))
+
+    def trigger(self, deadline: float, threshold_ms: int | None = None) -> FlinkWatermarkTrigger:
+        """The wait as a trigger (deferred path; its kwargs also build the worker path's reader and wait)."""
+        if threshold_ms is None:  # round-1 call: the threshold of ``target`` as given
+            threshold_ms = self.threshold_ms(to_epoch_ms(self.target))
         return FlinkWatermarkTrigger(
-            threshold_ms=threshold_for(target_ms, int(self.lateness.total_seconds() * 1000)),
+            threshold_ms=threshold_ms,
             job_name=self.job_name or None, job_id=self.job_id or None, vertex=self.vertex, metric=self.metric,
             commit_aware=self.commit_aware,
             stall_timeout=self.stall_timeout.total_seconds() if self.stall_timeout else None,
-            flink_conn_id=self.flink_conn_id, poll_interval=self.poll_interval, deadline=deadline,
-            end_task_on_success=self.deferrable and self.end_in_triggerer,
+            flink_conn_id=self.flink_conn_id, poll_interval=self.poke_interval, deadline=deadline,
+            end_task_on_success=False,
         )
 
-    def execute(self, context: Context) -> dict:
-        trigger = self.trigger(time.time() + self.wait_timeout.total_seconds())
-        self.log.info("Waiting for stream %s to reach progress %s", trigger.stream, describe(trigger.threshold_ms))
-        hook = FlinkRestHook(self.flink_conn_id)
-        if self.deferrable:
-            event = first_look(trigger, hook)
-            if event is not None:  # already decided: no deferral whose trigger would fire at once
-                return self.execute_complete(context, event)
-            self.defer(trigger=trigger, method_name="execute_complete")
-        return self.execute_complete(context, run_trigger_blocking(trigger, hook))
+    # ------------------------------------------------------------------ paths
+    def execute(self, context: Context) -> WatermarkWaitResult:
+        return self._wait_for(context, self.threshold_ms(self.resolve_target(context)))
 
-    def execute_complete(self, context: Context, event: dict) -> dict:
-        """Raise the wait's exception for a failed event; return the crossing."""
+    def _wait_for(self, context: Context, threshold_ms: int, **resume_kwargs: Any) -> Any:
+        """Wait for ``threshold_ms`` on the path the arguments choose; return :meth:`execute_complete`'s value."""
+        self._threshold, self._deadline, self._poking = threshold_ms, time.time() + self.timeout, None
+        stream = self.job_name or self.job_id
+        self.log.info("Waiting for stream %s to reach progress %s (timeout %.0fs, %s)", stream,
+                      describe(threshold_ms), self.timeout, "deferrable" if self.deferrable else f"mode={self.mode}")
+        if self.deferrable:
+            trigger = self.trigger(self._deadline, threshold_ms)
+            event = first_look(trigger, FlinkRestHook(self.flink_conn_id))
+            if event is not None:  # already decided: no deferral whose trigger would fire at once
+                return self.execute_complete(context, event, **resume_kwargs)
+            self.defer(trigger=trigger, method_name="execute_complete", kwargs=resume_kwargs or None)
+        return self.execute_complete(context, self._run_sensor(context), **resume_kwargs)
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One read of the stream, decided by the wait; done with the success event as its value. Raises the
+        wait's exception for a failure, :class:`FlinkSensorTimeout` at the deadline."""
+        if self._threshold is None:
+            self._threshold = self.threshold_ms(self.resolve_target(context))
+        if self._poking is None or self.reschedule:
+            deadline = None if self.reschedule else self._deadline  # reschedule: Airflow's own timeout check
+            trigger = self.trigger(deadline, self._threshold)
+            hook = FlinkRestHook(self.flink_conn_id)
+            hook.base_url  # noqa: B018 - resolve the connection before the event loop starts
+            self._poking = (FlinkWatermarkTrigger.poller(trigger.serialize()[1], hook=hook), trigger.new_wait(),
+                            ProgressLog(self.log, trigger.stream, self._threshold))
+        reader, wait, progress_log = self._poking
+        obs = asyncio.run(reader.poll_once())
+        event = wait.evaluate(obs)
+        if event is None:
+            progress_log.observe(wait, obs)
+            return False
+        if event["status"] == EventStatus.TIMEOUT.value:
+            raise self._timeout_error(event["message"])
+        raise_for_event(event)
+        return PokeReturnValue(is_done=True, xcom_value=event)
+
+    def execute_complete(self, context: Context, event: dict) -> WatermarkWaitResult:
+        """Raise the wait's exception for a failed event (:class:`FlinkSensorTimeout` for a timeout); return the
+        crossing."""
+        if event["status"] == EventStatus.TIMEOUT.value:
+            raise self._timeout_error(event.get("message", "the wait timed out"))
         raise_for_event(event)
         self.log.info("%s", event["message"])
-        return wait_result(event)
+        return wait_result(event)  # type: ignore[return-value]
 
 
 def window_partition_key(window: Window) -> str:
@@ -166,6 +283,15 @@ def window_from_partition_key(key: str, size: timedelta) -> Window:
     """The window a partition key names (the inverse of :func:`window_partition_key`)."""
     start = to_epoch_ms(key)
     return Window(start, start + int(size.total_seconds() * 1000))
+
+
+class WindowWaitResult(TypedDict):
+    """What :class:`StreamWindowSensor` returns (XCom ``return_value``): the stream, the partition keys it
+    emitted (window starts, in window order) and the progress that closed them."""
+
+    stream: str
+    partition_keys: list[str]
+    progress_ms: int
 
 
 class StreamWindowSensor(StreamWatermarkSensor):
@@ -191,7 +317,9 @@ class StreamWindowSensor(StreamWatermarkSensor):
     :param max_windows: most windows emitted by one run (a stream far ahead catches up over several runs).
     :param start: event time of the first window to emit for a new stream (templated); default: the window
         holding the stream's progress when it first reports one.
-    Other parameters as :class:`StreamWatermarkSensor` (``target`` is not used).
+    Other parameters as :class:`StreamWatermarkSensor` (``target`` is not used). Returns a
+    :class:`WindowWaitResult` dict on every path. Templated fields: ``job_name``, ``job_id``, ``vertex``,
+    ``start``.
     """
 
     end_in_triggerer = False  # it must resume: emitting the partitions happens in execute_complete
@@ -202,7 +330,7 @@ class StreamWindowSensor(StreamWatermarkSensor):
                  max_windows: int = 100, start: Any = None, **kwargs: Any):
         kwargs.setdefault("inlets", [asset])
         kwargs.setdefault("outlets", [asset])
-        super().__init__(target=None, **kwargs)
+        super().__init__(**kwargs)
         if window <= timedelta(0):
             raise FlinkConfigurationError(f"{self.task_id}: window must be positive.")
         self.asset, self.window, self.offset, self.max_windows = asset, window, offset, max_windows
@@ -224,29 +352,20 @@ class StreamWindowSensor(StreamWatermarkSensor):
                 return int(extra["last_window_end_ms"])
         return None
 
-    def execute(self, context: Context) -> dict:
+    def execute(self, context: Context) -> WindowWaitResult:
         cursor = self._cursor(context)
-        deadline = time.time() + self.wait_timeout.total_seconds()
         offset_ms = int(self.offset.total_seconds() * 1000)
         if cursor is None and self.start not in (None, ""):
             cursor = window_of(to_epoch_ms(self.start), self._size_ms, offset_ms).start_ms
         if cursor is None:
             # First run for this stream: start at the window holding its first known progress.
-            self.target = 0
-            first = run_trigger_blocking(self.trigger(deadline), FlinkRestHook(self.flink_conn_id))
+            first = run_trigger_blocking(self.trigger(time.time() + self.timeout, self.threshold_ms(0)),
+                                         FlinkRestHook(self.flink_conn_id))
             raise_for_event(first)
             cursor = window_of(self._event_time(first), self._size_ms, offset_ms).start_ms
-        self.target = cursor + self._size_ms
         self.log.info("Stream %s: waiting for window %s to close", self._stream,
                       window_partition_key(Window(cursor, cursor + self._size_ms)))
-        trigger = self.trigger(deadline)
-        hook = FlinkRestHook(self.flink_conn_id)
-        if self.deferrable:
-            event = first_look(trigger, hook)
-            if event is not None:
-                return self.execute_complete(context, event, cursor)
-            self.defer(trigger=trigger, method_name="execute_complete", kwargs={"cursor": cursor})
-        return self.execute_complete(context, run_trigger_blocking(trigger, hook), cursor)
+        return self._wait_for(context, self.threshold_ms(cursor + self._size_ms), cursor=cursor)
 
     def _event_time(self, event: dict) -> int:
         """The event time a wait's event reached: its progress, or before an ended input its last event time."""
@@ -261,8 +380,10 @@ class StreamWindowSensor(StreamWatermarkSensor):
             )
         return event["last_event_time_ms"]
 
-    def execute_complete(self, context: Context, event: dict, cursor: int | None = None) -> dict:
+    def execute_complete(self, context: Context, event: dict, cursor: int | None = None) -> WindowWaitResult:
         """Emit every window the crossing closed (after ``cursor``) as a partition of the asset."""
+        if event["status"] == EventStatus.TIMEOUT.value:
+            raise self._timeout_error(event.get("message", "the wait timed out"))
         raise_for_event(event)
         offset_ms, lateness_ms = int(self.offset.total_seconds() * 1000), int(self.lateness.total_seconds() * 1000)
         closes = event["progress_ms"]

@@ -18,5 +18,5 @@ with DAG(dag_id="bench_real_waits", schedule=None, start_date=pendulum.datetime(
         return [int(dag_run.conf["target_ms"])] * int(dag_run.conf["n"])
 
     StreamWatermarkSensor.partial(
-        task_id="wait", job_name="{{ dag_run.conf['job_name'] }}", deferrable=True, poll_interval=5,
+        task_id="wait", job_name="{{ dag_run.conf['job_name'] }}", deferrable=True, poke_interval=5,
     ).expand(target=targets())

@@ -30,7 +30,7 @@ for dag_id, conn_id in (("bench_signal_latency_rtml", "flink_default"),
     with DAG(dag_id=dag_id, **ARGS):
         StreamWatermarkSensor(
             task_id="wait", job_name="{{ dag_run.conf['job_name'] }}", target="{{ dag_run.conf['target_ms'] }}",
-            deferrable=True, poll_interval=0.5, flink_conn_id=conn_id,
+            deferrable=True, poke_interval=0.5, flink_conn_id=conn_id,
         ) >> downstream()
 
 
