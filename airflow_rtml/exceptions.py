@@ -220,3 +220,13 @@ def exception_for(reason: FailureReason | str, message: str, *, job_id: str = ""
     if reason is FailureReason.SAVEPOINT_FAILED:
         return FlinkSavepointFailed(message, job_id=job_id, trigger_id=trigger_id, cause=root_cause)
     return FlinkJobFailed(message, job_id=job_id, state=state or "", root_cause=root_cause)
+
+
+class FlinkJobAlreadyRunning(FlinkJobFailed):
+    """A submit with ``if_running="fail"`` found a job of that name already active: nothing failed and nothing
+    was started. A subclass of :class:`FlinkJobFailed` only so that round-1 ``except FlinkJobFailed`` still
+    catches it; ``state`` is the running job's state, ``job_name`` its name."""
+
+    def __init__(self, message: str, job_id: str, state: str, job_name: str):
+        super().__init__(message, job_id=job_id, state=state)
+        self.job_name = job_name

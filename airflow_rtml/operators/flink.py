@@ -40,6 +40,7 @@ from airflow_rtml.exceptions import (
     FlinkConfigurationError,
     FlinkConnectionError,
     FlinkJarUploadFailed,
+    FlinkJobAlreadyRunning,
     FlinkJobFailed,
     FlinkJobNameMismatch,
     FlinkJobNotFound,
@@ -380,10 +381,11 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         active = hook.find_active_job(self.job_name)
         if active is not None:
             if self.if_running == "fail":
-                raise FlinkJobFailed(
+                raise FlinkJobAlreadyRunning(
                     f"A job named {self.job_name!r} is already {active.state.value} ({active.job_id}) and "
-                    "if_running='fail'. To fix this, stop it first or use if_running='adopt'/'upgrade'.",
-                    job_id=active.job_id, state=active.state.value,
+                    "if_running='fail': nothing was submitted. To fix this, stop it first or use "
+                    "if_running='adopt'/'upgrade'.",
+                    job_id=active.job_id, state=active.state.value, job_name=self.job_name,
                 )
             if self.if_running == "adopt":
                 self.log.info("Adopting running job %s (%s) instead of submitting a duplicate",
@@ -516,9 +518,15 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
             if allow:
                 props["execution.state-recovery.ignore-unclaimed-state"] = "true"
         add_jars = [f"ADD JAR '{jar}'" for jar in artifact.sql_jars]
-        results = FlinkSqlGatewayHook(self.sql_gateway_conn_id).run_statements(
-            add_jars + statements, properties=props, session_name=f"airflow-rtml {self.job_name}"
-        )
+        try:
+            results = FlinkSqlGatewayHook(self.sql_gateway_conn_id).run_statements(
+                add_jars + statements, properties=props, session_name=f"airflow-rtml {self.job_name}"
+            )
+        except FlinkSqlError as exc:
+            hint = missing_connector_hint(exc, statements, artifact.sql_jars)
+            if hint is None:
+                raise
+            raise FlinkSqlError(f"{exc}\n{hint}", statement=exc.statement, cause=exc.cause) from exc
         job_ids = [r.job_id for r in results if r.job_id]
         if len(job_ids) != 1:
             raise FlinkSqlError(
@@ -677,6 +685,40 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
             job_name=self.job_name, savepoint_path=savepoint, cause=cause, failed_job_id=failed_id,
             restored_job_id=restored_id,
         )
+
+
+_MISSING_FACTORY = re.compile(r"Could not find any factory for identifier '([^']+)'")
+_CONNECTOR_OPTION = re.compile(r"'connector'\s*=\s*'([^']+)'", re.IGNORECASE)
+#: Connectors in Flink's own distribution (lib/): they need no jar.
+_BUILTIN_CONNECTORS = frozenset({"blackhole", "datagen", "print", "filesystem"})
+#: Connector identifiers whose jar the local stack downloads, and the variable it exports with the jar's path.
+_LOCAL_STACK_CONNECTORS = {"kafka": "RTML_FLINK_KAFKA_CONNECTOR_JAR", "upsert-kafka": "RTML_FLINK_KAFKA_CONNECTOR_JAR"}
+
+
+def missing_connector_hint(exc: FlinkSqlError, statements: Sequence[str], sql_jars: Sequence[str]) -> str | None:
+    """What to do when Flink may have no factory for a table's ``'connector'`` (its jar not on the session's
+    classpath): for Flink's "Could not find any factory for identifier 'x'", or, when the gateway's cause does not
+    say, for connectors the statements use that are not built into Flink and that no ``sql_jars`` entry names.
+    None for other SQL errors."""
+    match = _MISSING_FACTORY.search(f"{exc.cause or ''}\n{exc}")
+    if match is not None:
+        missing = [match.group(1)]
+        lead = f"Flink has no connector {missing[0]!r} on this session's classpath"
+    else:
+        used = dict.fromkeys(m.group(1).lower() for st in statements for m in _CONNECTOR_OPTION.finditer(st))
+        missing = [c for c in used if c not in _BUILTIN_CONNECTORS
+                   and not any(c.rsplit("-", 1)[-1] in str(jar).lower() for jar in sql_jars)]
+        if not missing:
+            return None
+        lead = (f"The tables use the connector(s) {', '.join(map(repr, missing))}, which Flink does not ship in "
+                "its core, and no jar added with sql_jars= names them; if Flink's cause is \"Could not find any "
+                "factory for identifier ...\", that is why")
+    hint = (f"{lead} (jars added: {list(sql_jars) or 'none'}). To fix this, pass the connector's jar with "
+            "sql_jars=[...] (a path or URI as the SQL Gateway sees it), or install it in the cluster's lib/.")
+    envs = sorted({_LOCAL_STACK_CONNECTORS[c] for c in missing if c in _LOCAL_STACK_CONNECTORS})
+    for env in envs:
+        hint += f" On the local stack (rtml local up) the jar's path is in ${env}: sql_jars=[os.environ[{env!r}]]."
+    return hint
 
 
 _SUBMITS_JOB = re.compile(r"^\s*(INSERT\s|EXECUTE\s+STATEMENT\s+SET\b|EXECUTE\s+INSERT\s)", re.IGNORECASE)
