@@ -230,3 +230,15 @@ class FlinkJobAlreadyRunning(FlinkJobFailed):
     def __init__(self, message: str, job_id: str, state: str, job_name: str):
         super().__init__(message, job_id=job_id, state=state)
         self.job_name = job_name
+
+
+class FlinkJobProgramChanged(FlinkJobAlreadyRunning):
+    """A submit with ``if_running="adopt"`` (and ``if_changed="fail"``) found the job of that name running another
+    program than the task's: its recorded fingerprint differs from the task's (rendered SQL, jar digest, arguments,
+    parallelism, Flink configuration). Nothing was stopped or started."""
+
+    def __init__(self, message: str, job_id: str, state: str, job_name: str, running_fingerprint: str,
+                 fingerprint: str):
+        super().__init__(message, job_id=job_id, state=state, job_name=job_name)
+        self.running_fingerprint = running_fingerprint
+        self.fingerprint = fingerprint

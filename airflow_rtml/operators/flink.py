@@ -44,6 +44,7 @@ from airflow_rtml.exceptions import (
     FlinkJobFailed,
     FlinkJobNameMismatch,
     FlinkJobNotFound,
+    FlinkJobProgramChanged,
     FlinkSqlError,
     FlinkUpgradeFailed,
     FlinkWaitTimeout,
@@ -130,6 +131,9 @@ class _FlinkJobWaitMixin:
 
 #: The global job parameter that carries the record of a job's program (see :class:`JobArtifact`).
 ARTIFACT_PARAM = "rtml.artifact"
+#: The global job parameter that carries the program's :attr:`JobArtifact.fingerprint` (also when the record is too
+#: large to attach): what adopt and upgrade compare.
+FINGERPRINT_PARAM = "rtml.fingerprint"
 _GLOBAL_JOB_PARAMETERS = "pipeline.global-job-parameters"
 #: A record larger than this (encoded) is not attached (a warning says so): upgrades of that job cannot roll back.
 MAX_ARTIFACT_PARAM_BYTES = 64 * 1024
@@ -160,6 +164,18 @@ class JobArtifact:
     parallelism: int | None = None
     flink_conf: dict[str, str] = field(default_factory=dict)
     version: int = 1
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of what defines the program: the rendered statements and the jars added to the session
+        (``sql``); the jar's SHA-256, entry class and arguments (``jar``); the script path as the JobManager sees
+        it and its arguments (``python``: its content is not readable from the worker); ``parallelism`` and
+        ``flink_conf``. Not the jar's id on the JobManager (a re-upload of the same file gets another)."""
+        what = {"kind": self.kind, "statements": [st.strip() for st in self.statements], "sql_jars": self.sql_jars,
+                "jar_sha256": self.jar_sha256, "entry_class": self.entry_class, "python": self.python,
+                "args": [str(a) for a in self.args], "parallelism": self.parallelism,
+                "flink_conf": {str(k): str(v) for k, v in self.flink_conf.items()}}
+        return hashlib.sha256(json.dumps(what, separators=(",", ":"), sort_keys=True).encode()).hexdigest()
 
     def encode(self) -> str:
         raw = json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode()
@@ -193,6 +209,13 @@ def _with_record(flink_conf: dict[str, str], record: str | None) -> dict[str, st
     kept = ",".join(p for p in existing.split(",") if p and not p.strip().startswith(ARTIFACT_PARAM + ":"))
     return {**flink_conf, _GLOBAL_JOB_PARAMETERS: f"{kept},{ARTIFACT_PARAM}:{record}" if kept else
             f"{ARTIFACT_PARAM}:{record}"}
+
+
+def _with_fingerprint(flink_conf: dict[str, str], fingerprint: str) -> dict[str, str]:
+    """``flink_conf`` with :data:`FINGERPRINT_PARAM` set in its global job parameters (an older one replaced)."""
+    existing = str(flink_conf.get(_GLOBAL_JOB_PARAMETERS) or "").strip()
+    kept = [p for p in existing.split(",") if p and not p.strip().startswith(FINGERPRINT_PARAM + ":")]
+    return {**flink_conf, _GLOBAL_JOB_PARAMETERS: ",".join([*kept, f"{FINGERPRINT_PARAM}:{fingerprint}"])}
 
 
 def stream_watermark(hook: FlinkRestHook, job_id: str) -> int | None:
@@ -264,10 +287,16 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
 
     Exactly one of ``jar``, ``python`` or ``sql`` gives the artifact. Returns (XCom) ``{"job_id", "job_name",
     "adopted", "savepoint_path", "state", "restored_from_savepoint", "watermark_before_ms",
-    "watermark_after_ms", "watermark_resumed"}`` and pushes ``job_id`` separately for the extra link.
+    "watermark_after_ms", "watermark_resumed", "fingerprint", "program_changed"}`` and pushes ``job_id`` separately for the extra link.
     ``restored_from_savepoint`` is whether Flink reports the new job restored from ``savepoint_path`` (None
     without a savepoint); the ``watermark_*`` keys are set by an upgrade (None otherwise, and when the job has
     no watermark): the stream's watermark before the stop, after the restore, and whether it got back to it.
+
+    Program identity: every submitted job carries its program's fingerprint (:attr:`JobArtifact.fingerprint`,
+    the global job parameter :data:`FINGERPRINT_PARAM`): a SHA-256 of the rendered SQL and the jars added, or the
+    jar's digest, entry class and arguments, or the script path and arguments, plus parallelism and
+    ``flink_conf``. The result's ``fingerprint`` is that of the program now running; ``program_changed`` is
+    whether an adopted job's differed from this task's (None: not compared).
 
     Identity: the name Flink reports for the new job must be ``job_name``. If the program names itself
     (``env.execute("…")``, a ``pipeline.name`` it sets), the new job is cancelled and
@@ -298,6 +327,14 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         ``"upgrade"`` (stop it with a savepoint, start the new artifact from that savepoint; if that fails, put
         the old program back from the same savepoint and raise ``FlinkUpgradeFailed``), ``"fail"``.
         An upgrade waits on the worker (it must be able to roll back), whatever ``deferrable`` says.
+    :param if_changed: with ``if_running="adopt"``, what to do when the running job's recorded fingerprint (see
+        below) differs from this task's program: ``"fail"`` (default: raise ``FlinkJobProgramChanged``, nothing is
+        stopped or started) or ``"warn"`` (adopt it anyway, with a warning; it keeps running the old program). A
+        running job without a fingerprint (started outside airflow-rtml) is adopted with a warning.
+    :param if_unchanged: with ``if_running="upgrade"``, what to do when the running job already runs this
+        program (same fingerprint): ``"adopt"`` (a no-op: no savepoint, no restart; the result says
+        ``adopted=True``) or ``"restart"`` (stop with a savepoint and start the same program from it, round 1's
+        behaviour and, for now, the default).
     :param upgrade_rollback: with ``if_running="upgrade"``, require a way back: a running job that carries no
         record of its program (started outside airflow-rtml, or its program replaced the global job
         parameters) is then not stopped at all, and ``FlinkUpgradeFailed`` says why. ``False`` upgrades such a
@@ -332,6 +369,8 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         allow_non_restored_state: bool = False,
         flink_conf: dict[str, str] | None = None,
         if_running: Literal["adopt", "upgrade", "fail"] = "adopt",
+        if_changed: Literal["fail", "warn"] = "fail",
+        if_unchanged: Literal["adopt", "restart"] = "restart",
         upgrade_rollback: bool = True,
         verify_timeout: timedelta = timedelta(minutes=1),
         savepoint_dir: str | None = None,
@@ -350,6 +389,10 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
             )
         if if_running not in ("adopt", "upgrade", "fail"):
             raise FlinkConfigurationError(f"{self.task_id}: if_running must be adopt, upgrade or fail.")
+        if if_changed not in ("fail", "warn"):
+            raise FlinkConfigurationError(f"{self.task_id}: if_changed must be 'fail' or 'warn'.")
+        if if_unchanged not in ("adopt", "restart"):
+            raise FlinkConfigurationError(f"{self.task_id}: if_unchanged must be 'adopt' or 'restart'.")
         if wait_for not in ("running", "finished"):
             raise FlinkConfigurationError(f"{self.task_id}: wait_for must be 'running' or 'finished'.")
         self.job_name = job_name
@@ -366,6 +409,8 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         self.allow_non_restored_state = allow_non_restored_state
         self.flink_conf = flink_conf or {}
         self.if_running = if_running
+        self.if_changed = if_changed
+        self.if_unchanged = if_unchanged
         self.upgrade_rollback = upgrade_rollback
         self.verify_timeout = verify_timeout
         self.savepoint_dir = savepoint_dir
@@ -387,25 +432,65 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
                     "if_running='adopt'/'upgrade'.",
                     job_id=active.job_id, state=active.state.value, job_name=self.job_name,
                 )
-            if self.if_running == "adopt":
-                self.log.info("Adopting running job %s (%s) instead of submitting a duplicate",
-                              self.job_name, active.job_id)
-                context["ti"].xcom_push(key=XCOM_JOB_ID, value=active.job_id)
-                result = self._result(active.job_id, adopted=True, savepoint=None)
-                return self._wait(hook, active.job_id, targets, result)
-            return self._upgrade(context, hook, active.job_id, targets)
+            mine = self._artifact(None).fingerprint
+            running = self._running_fingerprint(hook, active.job_id)
+            if self.if_running == "upgrade" and (running != mine or self.if_unchanged == "restart"):
+                result = self._upgrade(context, hook, active.job_id, targets)
+                return dict(result, fingerprint=mine, program_changed=None if running is None else running != mine)
+            if self.if_running == "upgrade":
+                self.log.info("The running job %s (%s) already runs this program (fingerprint %s): adopting it, "
+                              "no savepoint and restart", self.job_name, active.job_id, mine[:12])
+            elif running is None:
+                self.log.warning(
+                    "Adopting running job %s (%s), whose program cannot be compared with this task's: it carries no "
+                    "%s (started outside airflow-rtml, or its program replaced the global job parameters)",
+                    self.job_name, active.job_id, FINGERPRINT_PARAM)
+            elif running != mine:
+                self._program_changed(active, running, mine)
+            else:
+                self.log.info("Adopting running job %s (%s), which runs this task's program (fingerprint %s), "
+                              "instead of submitting a duplicate", self.job_name, active.job_id, mine[:12])
+            context["ti"].xcom_push(key=XCOM_JOB_ID, value=active.job_id)
+            result = self._result(active.job_id, adopted=True, savepoint=None, fingerprint=running,
+                                  program_changed=None if running is None else running != mine)
+            return self._wait(hook, active.job_id, targets, result)
 
         savepoint = self.savepoint_path or None
         job_id = self._submit_checked(hook, savepoint)
         self.log.info("Submitted %s as job %s (from savepoint: %s): %s", self.job_name, job_id, savepoint,
                       hook.job_url(job_id))
         context["ti"].xcom_push(key=XCOM_JOB_ID, value=job_id)
-        return self._wait(hook, job_id, targets, self._result(job_id, adopted=False, savepoint=savepoint))
+        return self._wait(hook, job_id, targets, self._result(job_id, adopted=False, savepoint=savepoint,
+                                                              fingerprint=self._artifact(None).fingerprint))
+
+    def _running_fingerprint(self, hook: FlinkRestHook, job_id: str) -> str | None:
+        """The fingerprint recorded with a running job (:data:`FINGERPRINT_PARAM`, else computed from its program
+        record); None when it carries neither."""
+        params = hook.get_job_user_config(job_id)
+        if params.get(FINGERPRINT_PARAM):
+            return str(params[FINGERPRINT_PARAM])
+        record = self._recorded_artifact(hook, job_id)
+        return record.fingerprint if record is not None else None
+
+    def _program_changed(self, active, running: str, mine: str) -> None:
+        """``if_changed``: fail (default) or warn when the job to adopt runs another program than this task's."""
+        what = (f"The running job {self.job_name!r} ({active.job_id}) runs another program than this task's "
+                f"(fingerprint {running[:12]}, this task's {mine[:12]}: the rendered SQL, jar, arguments, "
+                "parallelism or Flink configuration changed)")
+        if self.if_changed == "warn":
+            self.log.warning("%s; adopting it anyway (if_changed='warn'): it keeps running the old program.", what)
+            return
+        raise FlinkJobProgramChanged(
+            f"{what}. Nothing was stopped or started. To fix this, use if_running='upgrade' to replace it with this "
+            "program (stop with savepoint, restart from it), or if_changed='warn' to adopt it as it is.",
+            job_id=active.job_id, state=active.state.value, job_name=self.job_name, running_fingerprint=running,
+            fingerprint=mine,
+        )
 
     def _result(self, job_id: str, *, adopted: bool, savepoint: str | None, **extra: Any) -> dict:
         result = {"job_id": job_id, "job_name": self.job_name, "adopted": adopted, "savepoint_path": savepoint,
                   "restored_from_savepoint": None, "watermark_before_ms": None, "watermark_after_ms": None,
-                  "watermark_resumed": None}
+                  "watermark_resumed": None, "fingerprint": None, "program_changed": None}
         result.update(extra)
         return result
 
@@ -442,14 +527,15 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
                 time.sleep(0.3)
 
     # ------------------------------------------------------------------ artifacts and submission
-    def _artifact(self, hook: FlinkRestHook) -> JobArtifact:
-        """The record of this operator's program (uploads a jar= to the JobManager: the record names its id)."""
+    def _artifact(self, hook: FlinkRestHook | None) -> JobArtifact:
+        """The record of this operator's program (uploads a jar= to the JobManager: the record names its id;
+        without ``hook`` nothing is uploaded and ``jar_id`` is None, enough for the fingerprint)."""
         common = {"parallelism": self.parallelism, "flink_conf": dict(self.flink_conf)}
         if self.sql is not None:
             statements = split_statements(self.sql) if isinstance(self.sql, str) else list(self.sql)
             return JobArtifact("sql", statements=statements, sql_jars=list(self.sql_jars), **common)
         if self.jar:
-            jar_id = hook.upload_jar(self.jar)
+            jar_id = hook.upload_jar(self.jar) if hook is not None else None
             return JobArtifact("jar", jar_id=jar_id, jar_name=Path(self.jar).name, jar_sha256=_sha256(self.jar),
                                jar_path=str(self.jar), entry_class=self.entry_class, args=list(self.args), **common)
         return JobArtifact("python", python=self.python, args=list(self.args), **common)
@@ -471,7 +557,8 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         """
         artifact = artifact or self._artifact(hook)
         allow = self.allow_non_restored_state if allow_non_restored_state is None else allow_non_restored_state
-        conf = {**_with_record(artifact.flink_conf, self._encoded_record(artifact)), "pipeline.name": self.job_name}
+        conf = {**_with_fingerprint(_with_record(artifact.flink_conf, self._encoded_record(artifact)),
+                                    artifact.fingerprint), "pipeline.name": self.job_name}
         if artifact.kind == "sql":
             return self._submit_sql(artifact, conf, savepoint, allow)
         run_kwargs: dict[str, Any] = {"parallelism": artifact.parallelism, "savepoint_path": savepoint,
