@@ -225,6 +225,8 @@ class CheckpointInfo:
 
     @classmethod
     def from_json(cls, j: dict) -> CheckpointInfo:
+        """Read ``/jobs/:id/checkpoints``; ids and timestamps must be integers (a value of another type — a string,
+        ``1e300`` — raises ValueError: the answer is unreadable, never compared as if it were a time)."""
         counts = j.get("counts") or {}
         latest = j.get("latest") or {}
         done = latest.get("completed") or {}
@@ -232,17 +234,26 @@ class CheckpointInfo:
         ids = [e.get("id") for e in (j.get("history") or []) if isinstance(e, dict)]
         ids += [(latest.get(k) or {}).get("id") for k in ("completed", "failed", "savepoint")]
         return cls(
-            restored_id=restored.get("id"),
+            restored_id=_long_or_none(restored.get("id"), "latest.restored.id"),
+            latest_triggered_id=max((_long_or_none(i, "checkpoint id") for i in ids if i is not None), default=0),
             latest_savepoint_type=(latest.get("savepoint") or {}).get("checkpoint_type"),
-            latest_triggered_id=max((int(i) for i in ids if isinstance(i, int) and not isinstance(i, bool)), default=0),
             completed=int(counts.get("completed", 0)),
             failed=int(counts.get("failed", 0)),
-            latest_completed_id=done.get("id"),
-            latest_completed_trigger_ms=done.get("trigger_timestamp"),
+            latest_completed_id=_long_or_none(done.get("id"), "latest.completed.id"),
+            latest_completed_trigger_ms=_long_or_none(done.get("trigger_timestamp"), "latest.completed.trigger_timestamp"),
             latest_completed_path=done.get("external_path"),
             restored_from=restored.get("external_path"),
             restored_is_savepoint=bool(restored.get("is_savepoint", False)),
         )
+
+
+def _long_or_none(value: Any, what: str) -> int | None:
+    """``value`` if it is an integer in a Java long's range (or None), else ValueError naming ``what``."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) <= value < 2**63:
+        raise ValueError(f"{what} is {value!r}, not an integer")
+    return value
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,14 @@ per stream (every signal of a stream has the same key, so lands on the same part
   A new run of the producer starts over: its progress is its own, so a re-run after a final is not ignored,
   and new waits wait for it.
 * A new run does not take over from the one before at once: a restarted producer and a second process that
-  uses the same source name look alike until the older run signals again. Until the older run has been silent
-  for :data:`RUN_TAKEOVER_MS` of the newer run's own time (its ``emitted_at_ms``) and for at least
-  :data:`RUN_TAKEOVER_SIGNALS` of its signals, the source's progress is the minimum of both (never early; a
-  restart delays the waits on the source by at most that long). A run that sent ``final`` holds nothing back.
+  uses the same source name look alike until the older run signals again. Until the newer run has signalled
+  for :data:`RUN_TAKEOVER_MS` of its own time (from its first ``emitted_at_ms`` to its latest: one producer's
+  clock, never compared with another's) and at least :data:`RUN_TAKEOVER_SIGNALS` times, with no signal of the
+  older run in between, the source's progress is the minimum of both (never early; a restart delays the waits
+  on the source by at most that long). A run that sent ``final`` holds nothing back.
+* Signals of one stream are normally on one partition (key = stream), so read in order. Where they are not
+  (partitions added, producers with different partitioners), an unnamed producer's ``final`` older (by its
+  ``emitted_at_ms``) than the latest signal of its current run is stale and ignored.
 * Two processes that use one source name show up as two runs that both keep signalling. Once an older run
   signals after a newer one appeared, the source is *duplicated*: its progress stays the minimum over its
   live runs (never the faster of two) and :meth:`SignalAggregator.duplicates` reports it.
@@ -131,6 +135,7 @@ class _Run:
     first_seq: int
     last_seq: int
     last_emitted_ms: int
+    first_emitted_ms: int = 0
     signals: int = 1
 
 
@@ -166,8 +171,12 @@ class SignalAggregator:
         run = source.runs.get(signal.run)
         if run is not None and signal.run is None and run.final and value < END_OF_STREAM:
             run = None  # an unnamed producer that sends again after its final: a new run of it
+        if run is not None and signal.run is None and signal.final and signal.emitted_at_ms < run.last_emitted_ms:
+            self.regressions += 1  # an unnamed producer's old final read after its re-run (another partition)
+            return
         if run is None:
-            source.runs[signal.run] = _Run(value, signal.final, self._seq, self._seq, signal.emitted_at_ms)
+            source.runs[signal.run] = _Run(value, signal.final, self._seq, self._seq, signal.emitted_at_ms,
+                                           signal.emitted_at_ms)
         else:
             newest = source.latest()
             if run is not newest and not run.final:
@@ -187,7 +196,10 @@ class SignalAggregator:
             return run is newest
         if duplicated and run.last_seq >= newest.first_seq:
             return True
-        taken_over = (newest.last_emitted_ms - run.last_emitted_ms >= RUN_TAKEOVER_MS
+        # Measured on the newer run's own clock only (its first and latest signal), with no signal of the older
+        # run since the newer one appeared: two producers' clocks are never compared.
+        taken_over = (run.last_seq < newest.first_seq
+                      and newest.last_emitted_ms - newest.first_emitted_ms >= RUN_TAKEOVER_MS
                       and newest.signals >= RUN_TAKEOVER_SIGNALS)
         return not taken_over
 

@@ -18,7 +18,9 @@ plus one poll):
    it records the attempt (read *before* the watermark) and the JobManager's clock read *after* the watermark
    (``jobmanager_ms``);
 2. the commit: a later observation of the same attempt whose latest completed checkpoint was triggered after
-   that JobManager time (``checkpoint_completed_trigger_ms > jobmanager_ms`` of the crossing);
+   that JobManager time (``checkpoint_completed_trigger_ms > jobmanager_ms`` of the crossing) *and* numbered
+   after every checkpoint triggered by then (``checkpoint_completed_id >`` the crossing's
+   ``checkpoint_triggered_id``: a JobManager clock set back cannot make an older checkpoint count);
 3. the confirmation: an observation at least ``settle_s`` later (observer's monotonic clock, compared only with
    itself) still shows the same attempt, so no failover happened between the crossing and the commit.
 
@@ -68,6 +70,7 @@ class Observation:
         numbers), read before the watermark; None when not established.
     :param attempt_since: observer's monotonic seconds when the reader first saw ``attempt``.
     :param jobmanager_ms: the JobManager's clock, read after the watermark (commit-aware streams only).
+    :param checkpoint_triggered_id: the highest checkpoint id Flink had triggered, read after the watermark.
     :param checkpoint_completed_id: the latest completed checkpoint's id.
     :param checkpoint_completed_trigger_ms: its trigger time on the JobManager's clock.
     :param settle_s: how stale Flink's cached REST answers can be (see the module docstring).
@@ -87,6 +90,7 @@ class Observation:
     attempt: Hashable | None = None
     attempt_since: float | None = None
     jobmanager_ms: int | None = None
+    checkpoint_triggered_id: int | None = None
     checkpoint_completed_id: int | None = None
     checkpoint_completed_trigger_ms: int | None = None
     settle_s: float = 0.0
@@ -120,6 +124,7 @@ def short_cause(text: str | None, lines: int = 12) -> str:
 class _Crossing:
     attempt: Hashable
     jobmanager_ms: int  # the JobManager's clock, read after the crossing watermark
+    triggered_id: int  # the highest checkpoint id triggered by then (0: none)
 
 
 @dataclass(frozen=True)
@@ -250,11 +255,14 @@ class ProgressWait:
         if self._crossing is None:
             settled = obs.attempt_since is not None and obs.mono - obs.attempt_since >= obs.settle_s
             if reached_now and settled and obs.jobmanager_ms is not None:
-                self._crossing = _Crossing(obs.attempt, obs.jobmanager_ms)  # step 1
+                self._crossing = _Crossing(obs.attempt, obs.jobmanager_ms, obs.checkpoint_triggered_id or 0)  # step 1
             return False
-        trigger_ms = obs.checkpoint_completed_trigger_ms
-        if trigger_ms is not None and trigger_ms > self._crossing.jobmanager_ms:
-            self._commit = _Commit(obs.attempt, obs.checkpoint_completed_id, obs.mono)  # step 2
+        trigger_ms, completed = obs.checkpoint_completed_trigger_ms, obs.checkpoint_completed_id
+        # Both Flink's clock and Flink's checkpoint numbering must say "after": a JobManager clock set back (an NTP
+        # step) cannot make a checkpoint triggered before the crossing count.
+        if (trigger_ms is not None and trigger_ms > self._crossing.jobmanager_ms
+                and completed is not None and completed > self._crossing.triggered_id):
+            self._commit = _Commit(obs.attempt, completed, obs.mono)  # step 2
         return False
 
 

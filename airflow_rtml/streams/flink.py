@@ -352,9 +352,14 @@ class FlinkStreamReader:
             if not out["checkpointing"]:
                 return
             attempts = await asyncio.gather(*(self.hook.a_get_vertex_attempts(job_id, v) for v in picked))
-            attempt = (job_id, tuple((v, tuple(sorted(a.items()))) for v, a in zip(picked, attempts)))
+            rest_attempts = tuple((v, tuple(sorted(a.items()))) for v, a in zip(picked, attempts))
+            attempt = (job_id, rest_attempts)
         if job.state is JobState.RUNNING:
             progress, reporter_attempt = await self._progress(job_id, picked)
+            if self.commit_aware and reporter_attempt is not None and reporter_attempt != rest_attempts:
+                # The reporters' values are of other attempts than the JobManager runs (a TaskManager still
+                # exporting a failed attempt, or one not yet scraped): not this attempt's progress.
+                progress = None
             out["progress_ms"] = progress
             if reporter_attempt is not None and not self.commit_aware:
                 attempt = (job_id, reporter_attempt)
@@ -366,6 +371,7 @@ class FlinkStreamReader:
             now = next((j.jobmanager_now_ms for j in fresh.jobs if j.job_id == job_id), None)
             out["jobmanager_ms"] = now
             cp = await self.hook.a_get_checkpoints(job_id)
+            out["checkpoint_triggered_id"] = cp.latest_triggered_id
             out["checkpoint_completed_id"] = cp.latest_completed_id
             out["checkpoint_completed_trigger_ms"] = cp.latest_completed_trigger_ms
             out["settle_s"] = await settle_seconds(self.hook) + self.poll_interval

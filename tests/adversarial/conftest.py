@@ -55,10 +55,13 @@ def race(triggers: dict[str, FlinkWatermarkTrigger], script: list[tuple[float, C
     results: dict[str, dict | None] = {name: None for name in triggers}
 
     async def one(name: str, trigger: FlinkWatermarkTrigger) -> None:
-        async with aclosing(trigger.run()) as events:
-            async for event in events:
-                results[name] = dict(getattr(event, "payload", None) or {"status": "success"})
-                return
+        try:
+            async with aclosing(trigger.run()) as events:
+                async for event in events:
+                    results[name] = dict(getattr(event, "payload", None) or {"status": "success"})
+                    return
+        except Exception as exc:  # noqa: BLE001 - a trigger that crashed is an outcome, never "still waiting"
+            results[name] = {"status": "raised", "reason": f"{type(exc).__name__}: {exc}"[:300]}
 
     async def main() -> None:
         tasks = [asyncio.create_task(one(n, t)) for n, t in triggers.items()]

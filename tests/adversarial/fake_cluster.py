@@ -66,6 +66,7 @@ class FakeCluster:
         self.overrides: dict[tuple[str, str | None], Callable] = {}
         self.clock_offset_ms = 0  # the JobManager's clock minus the real one
         self.hits: dict[str, int] = {}
+        self.unknown: list[str] = []
         self.lock = threading.Lock()
 
     def job(self, name: str) -> FakeJob:
@@ -183,6 +184,8 @@ class FakeCluster:
                     return self.json({"errors": ["Job could not be found."]}, 404)
                 fn = self.overrides.get((route, job.name if job else None)) or self.overrides.get((route, None))
                 return (fn or getattr(self, route))(job, query)
+        with self.lock:
+            self.unknown.append(url.path)  # a request no Flink REST client should make
         return self.json({"errors": ["Not found."]}, 404)
 
 

@@ -360,3 +360,9 @@ def test_refused_credentials_fail_the_waits_with_how_to_fix_them(cluster):
     record("overview-401-credentials-refused", victim, True)
     assert victim["status"] == "failed" and victim["reason"] == "configuration", victim
     assert "check the credentials" in victim["message"]
+
+
+def test_a_job_id_with_a_path_in_an_overview_entry_never_reaches_a_url(cluster):
+    results = _run_case(cluster, lambda c: c.override("overview", _overview_patch(c, jid="../../jars")))
+    _check("overview-jid-path-never-requested", results, "failed:api_error")
+    assert cluster.unknown == [], f"requests outside Flink's REST API were made: {cluster.unknown}"

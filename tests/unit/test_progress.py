@@ -670,10 +670,19 @@ def test_a_new_run_takes_over_only_after_the_old_one_is_silent_long_enough():
     agg.add(rsig(900, "r2", 1_000))  # a new run, higher
     assert agg.progress("features") == 500  # not yet: r1 may still be alive
     agg.add(rsig(950, "r2", 2_000))
-    agg.add(rsig(960, "r2", RUN_TAKEOVER_MS - 1))
-    assert agg.progress("features") == 500  # silent for less than the takeover time
-    agg.add(rsig(970, "r2", RUN_TAKEOVER_MS))
+    agg.add(rsig(960, "r2", 1_000 + RUN_TAKEOVER_MS - 1))
+    assert agg.progress("features") == 500  # r2 has signalled for less than the takeover time (its own clock)
+    agg.add(rsig(970, "r2", 1_000 + RUN_TAKEOVER_MS))
     assert agg.progress("features") == 970 and agg.duplicates("features") == []  # taken over: a restart
+
+
+def test_a_new_run_with_a_clock_far_ahead_does_not_take_over_sooner():
+    # Red team: compared across two producers' clocks, a second process 3 minutes ahead took over a live run.
+    agg = SignalAggregator()
+    agg.add(rsig(100, "slow", 0))
+    for i in range(3):
+        agg.add(rsig(900 + i, "fast", 180_000 + i))  # its own span: 2 ms
+    assert agg.progress("features") == 100
 
 
 def test_two_live_processes_under_one_source_name_are_detected_and_the_slower_counts():

@@ -79,10 +79,21 @@ def test_commit_aware_compares_flink_times_with_flink_times_only():
     # The JobManager's clock is 1 h behind the observer's: a checkpoint triggered at JM 5_001 > the crossing's
     # JM time 5_000 counts although the observer's clock says 3_600_007 s; one at JM 5_000 (equal) does not.
     w = wait(commit_aware=True)
-    assert w.evaluate(cp(3_600_005.0, END, jm=5_000, trigger_ms=4_999)) is None
-    assert w.evaluate(cp(3_600_006.0, END, jm=6_000, trigger_ms=5_000)) is None  # not after: equal
-    assert w.evaluate(cp(3_600_007.0, END, jm=7_000, trigger_ms=5_001)) is None  # after: awaiting confirmation
-    assert w.evaluate(cp(3_600_008.0, END, jm=8_000, trigger_ms=5_001))["status"] == "success"
+    assert w.evaluate(cp(3_600_005.0, END, jm=5_000, trigger_ms=4_999, cid=1)) is None
+    assert w.evaluate(cp(3_600_006.0, END, jm=6_000, trigger_ms=5_000, cid=2)) is None  # not after: equal
+    assert w.evaluate(cp(3_600_007.0, END, jm=7_000, trigger_ms=5_001, cid=3)) is None  # after: awaiting confirmation
+    assert w.evaluate(cp(3_600_008.0, END, jm=8_000, trigger_ms=5_001, cid=3))["status"] == "success"
+
+
+def test_commit_aware_needs_flinks_checkpoint_numbering_to_agree_with_its_clock():
+    # Red team: the JobManager's clock set back (an NTP step) made a checkpoint triggered before the crossing look
+    # "after" it. The crossing also records the highest checkpoint id triggered by then: 5 does not count.
+    w = wait(commit_aware=True)
+    assert w.evaluate(cp(1.0, END, jm=600_000, trigger_ms=None, checkpoint_triggered_id=5)) is None  # crossing
+    assert w.evaluate(cp(2.0, END, jm=1_000, trigger_ms=700_000, cid=5)) is None  # clock stepped back 10 min
+    assert w.evaluate(cp(3.0, END, jm=2_000, trigger_ms=700_000, cid=5)) is None  # still checkpoint 5
+    assert w.evaluate(cp(4.0, END, jm=3_000, trigger_ms=700_001, cid=6)) is None  # 6: after by id and by time
+    assert w.evaluate(cp(5.0, END, jm=4_000, trigger_ms=700_001, cid=6))["checkpoint_id"] == 6
 
 
 def test_commit_aware_restart_after_the_crossing_needs_the_restored_attempt_to_cross_and_commit_again():
