@@ -357,12 +357,19 @@ class StreamWindowSensor(StreamWatermarkSensor):
         offset_ms = int(self.offset.total_seconds() * 1000)
         if cursor is None and self.start not in (None, ""):
             cursor = window_of(to_epoch_ms(self.start), self._size_ms, offset_ms).start_ms
+            self.log.info("Stream %s: first run for asset %s (no window emitted yet): emitting from start=, window %s",
+                          self._stream, self.asset.name, window_partition_key(Window(cursor, cursor + self._size_ms)))
         if cursor is None:
             # First run for this stream: start at the window holding its first known progress.
             first = run_trigger_blocking(self.trigger(time.time() + self.timeout, self.threshold_ms(0)),
                                          FlinkRestHook(self.flink_conn_id))
             raise_for_event(first)
             cursor = window_of(self._event_time(first), self._size_ms, offset_ms).start_ms
+            self.log.warning(
+                "Stream %s: first run for asset %s (no window emitted yet, no start=): starting at window %s, the one "
+                "holding the stream's progress %s. Windows that closed before it are NOT emitted; to emit them, "
+                "pass start= (the event time of the first window to emit).", self._stream, self.asset.name,
+                window_partition_key(Window(cursor, cursor + self._size_ms)), describe(first["progress_ms"]))
         self.log.info("Stream %s: waiting for window %s to close", self._stream,
                       window_partition_key(Window(cursor, cursor + self._size_ms)))
         return self._wait_for(context, self.threshold_ms(cursor + self._size_ms), cursor=cursor)
