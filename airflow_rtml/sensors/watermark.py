@@ -274,6 +274,24 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
         return wait_result(event)  # type: ignore[return-value]
 
 
+class _WindowOrder(set):
+    """An outlet's partition keys that iterate in window order (the order given), then any others sorted."""
+
+    def __init__(self, ordered: list[str], keys: set[str]):
+        super().__init__(keys)
+        self._order = [k for k in dict.fromkeys(ordered) if k in keys] + sorted(set(keys) - set(ordered))
+
+    def __iter__(self):
+        return iter(self._order)
+
+    def update(self, *others) -> None:
+        for keys in others:
+            for key in keys:
+                if key not in self:
+                    self._order.append(key)
+                    super().add(key)
+
+
 def window_partition_key(window: Window) -> str:
     """The partition key of a window: its start, ISO-8601 UTC with seconds (``2026-01-01T10:00:00Z``)."""
     return datetime.fromtimestamp(window.start_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -414,6 +432,9 @@ class StreamWindowSensor(StreamWatermarkSensor):
         keys = [window_partition_key(w) for w in windows]
         outlet = context["outlet_events"][self.asset]
         outlet.add_partitions(keys)
+        # Airflow 3.3 keeps partition keys in a set and registers one asset event per key in the set's iteration
+        # order, so the consumer's runs were created out of window order: iterate them in window order.
+        outlet.partition_keys = _WindowOrder(keys, outlet.partition_keys)
         outlet.extra.update({
             "stream": self._stream, "job_id": event.get("job_id"), "window_size_ms": self._size_ms,
             "windows": [w.to_dict() for w in windows], "last_window_end_ms": windows[-1].end_ms,
