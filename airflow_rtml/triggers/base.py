@@ -51,12 +51,13 @@ async def until_deadline(source: AsyncIterator[T], deadline: float | None) -> As
 
 
 class ProgressLog:
-    """One line per :data:`PROGRESS_LOG_EVERY_S` while a wait goes on: progress, threshold, distance and a
-    rate-based ETA (event-time ms per wall-clock second, measured over the wait so far)."""
+    """A progress line at the wait's first observation that does not end it (so a deferred task's log says at once
+    what it waits for and where the stream is), then one per :data:`PROGRESS_LOG_EVERY_S`: progress, threshold,
+    distance and a rate-based ETA (event-time ms per wall-clock second, measured over the wait so far)."""
 
     def __init__(self, log, stream: str, threshold_ms: int, every_s: float = PROGRESS_LOG_EVERY_S):
         self.log, self.stream, self.threshold_ms, self.every_s = log, stream, threshold_ms, every_s
-        self._next = time.monotonic() + every_s
+        self._next = time.monotonic()  # the first observation is logged
         self._first: tuple[float, int] | None = None
 
     def observe(self, wait: ProgressWait, obs: Observation) -> None:
