@@ -52,7 +52,7 @@ def test_commit_aware_on_a_job_without_checkpointing_fails_at_once(stack, hook):
             raise_for_event(event)
         # The sensor's worker path says the same, at once.
         sensor = StreamWatermarkSensor(task_id="w", job_id=job.job_id, target=HOUR_END, commit_aware=True,
-                                       deferrable=False, poll_interval=0.5)
+                                       deferrable=False, poke_interval=0.5)
         with pytest.raises(FlinkCheckpointingDisabled):
             sensor.execute({})
     finally:
@@ -73,17 +73,13 @@ def test_a_failover_between_crossing_and_checkpoint_needs_a_new_crossing_of_the_
 
     Round 1 counted the restored attempt's first checkpoint as the commit and fired. Now the crossing is dropped
     with the attempt: the wait must not fire, although checkpoints of the restored attempt complete."""
-    job = _submit(stack, {"execution.checkpointing.interval": "8s", "restart-strategy.type": "fixed-delay",
+    job = _submit(stack, {"execution.checkpointing.interval": "20s", "restart-strategy.type": "fixed-delay",
                           "restart-strategy.fixed-delay.attempts": "10",
                           "restart-strategy.fixed-delay.delay": "1s"})
     tm = next(s for s in stack.services if s.role == "taskmanager")
     try:
         job.produce(HOUR_END - 60_000)
         assert job.wait_progress(hook, HOUR_END - 60_000) == HOUR_END - 60_000
-        # A first checkpoint, before the crossing: the one the job will restore from.
-        first = wait_for("a checkpoint before the crossing", lambda: hook.get_checkpoints(job.job_id).latest_completed_id,
-                         timeout=30, interval=0.2)
-        before_cp = hook.get_checkpoints(job.job_id)
         trigger = FlinkWatermarkTrigger(threshold_ms=threshold_for(HOUR_END), job_id=job.job_id, commit_aware=True,
                                         poll_interval=0.3, deadline=time.time() + 120)
         plain = FlinkWatermarkTrigger(threshold_ms=threshold_for(HOUR_END), job_id=job.job_id, poll_interval=0.3,
@@ -92,12 +88,17 @@ def test_a_failover_between_crossing_and_checkpoint_needs_a_new_crossing_of_the_
         async def scenario():
             waiting = asyncio.ensure_future(_first(trigger))
             await asyncio.sleep(4.0)  # the reader has seen the attempt for longer than Flink's cache staleness
+            # Right after a checkpoint completed (the one the job will restore from), with ~20 s to the next:
+            seen = (await asyncio.to_thread(hook.get_checkpoints, job.job_id)).latest_completed_id
+            before = await asyncio.to_thread(
+                wait_for, "a fresh checkpoint before the crossing",
+                lambda: (c := hook.get_checkpoints(job.job_id)).latest_completed_id not in (None, seen) and c, 40, 0.2)
             await asyncio.to_thread(job.produce, HOUR_END + 5)  # the crossing
             crossed = await _first(plain)
             assert crossed["status"] == "success", crossed
             await asyncio.sleep(1.0)  # the commit-aware wait observes the crossing (settled attempt)
             cp = await asyncio.to_thread(hook.get_checkpoints, job.job_id)
-            assert cp.latest_completed_id == before_cp.latest_completed_id, \
+            assert cp.latest_completed_id == before.latest_completed_id, \
                 "a checkpoint completed after the crossing before the fault: the test's timing did not hold"
             assert not waiting.done(), waiting.result() if waiting.done() else None
             # The records of the crossing vanish from Kafka, then the fault: the TaskManager is killed by PID.
@@ -111,12 +112,13 @@ def test_a_failover_between_crossing_and_checkpoint_needs_a_new_crossing_of_the_
             restored = await asyncio.to_thread(
                 wait_for, "a checkpoint of the restored attempt",
                 lambda: (c := hook.get_checkpoints(job.job_id)).latest_completed_id
-                and c.latest_completed_id > before_cp.latest_completed_id + 1 and c, 90, 0.5)
+                and c.latest_completed_id > before.latest_completed_id and c, 90, 0.5)
             await asyncio.sleep(4.0)  # longer than the confirmation window
-            return waiting, restored, time.monotonic() - killed_at
+            return waiting, (before, restored), time.monotonic() - killed_at
 
-        waiting, restored, since = asyncio.run(_within(scenario()))
-        assert restored.restored_id == first, f"restored from {restored.restored_id}, expected checkpoint {first}"
+        waiting, (before, restored), since = asyncio.run(_within(scenario()))
+        assert restored.restored_id == before.latest_completed_id, \
+            f"restored from {restored.restored_id}, expected checkpoint {before.latest_completed_id}"
         assert not waiting.done(), f"the commit-aware wait fired after the failover: {waiting.result()}"
         print(f"no fire {since:.0f}s after the TaskManager kill; restored attempt checkpointed up to "
               f"{restored.latest_completed_id}")
