@@ -34,11 +34,13 @@ class FlinkApiError(FlinkError):
     """
 
     def __init__(self, message: str, status_code: int | None = None, body: str | None = None,
-                 unreadable: bool = False):
+                 unreadable: bool = False, detail: str | None = None):
         super().__init__(message)
         self.status_code = status_code
         self.body = body[:BODY_EXCERPT_CHARS] if body else body
         self.unreadable = unreadable
+        #: What says why, from the whole body: Flink's error lines and every ``Caused by:`` line (bounded).
+        self.detail = detail
 
 
 class FlinkJobNotFound(FlinkError):

@@ -364,6 +364,19 @@ def _error_text(resp: httpx.Response, content: bytes, text: str) -> str:
     return "; ".join(kept)[:2000] or text[:1000]
 
 
+def _error_detail(content: bytes, text: str) -> str:
+    """The lines of an error body that say why — Flink's ``errors`` decoded, their first lines and every
+    ``Caused by:`` line — from the whole (capped) body, bounded to 30 lines of 500 characters."""
+    try:
+        errors = json.loads(content).get("errors")
+        text = "\n".join(str(e) for e in errors) if isinstance(errors, list) else text
+    except (ValueError, AttributeError, RecursionError):
+        pass
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("at ")]
+    kept = lines[:5] + [ln for ln in lines[5:] if ln.startswith("Caused by:")]
+    return "\n".join(ln[:500] for ln in kept[:30])
+
+
 def _check_trigger_id(trigger_id: str | None) -> None:
     if trigger_id is not None and not re.fullmatch(r"[0-9a-f]{32}", trigger_id):
         raise FlinkConfigurationError(
@@ -581,7 +594,7 @@ class FlinkHttpHook(BaseHook):
             raise FlinkApiError(
                 f"{self.service_name} REST {call.method} {redact(call.path)} answered {resp.status_code}: "
                 f"{redact(_error_text(resp, content, text))}",
-                resp.status_code, redact(text[:BODY_EXCERPT_CHARS]),
+                resp.status_code, redact(text[:BODY_EXCERPT_CHARS]), detail=redact(_error_detail(content, text)),
             )
         try:
             if resp.status_code != 200 and not (200 <= resp.status_code < 300):

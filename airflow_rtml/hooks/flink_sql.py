@@ -263,7 +263,7 @@ class FlinkSqlGatewayHook(FlinkHttpHook):
             try:
                 self.fetch_results(session, operation, retry=False)
             except FlinkApiError as exc:
-                cause = sql_error_cause(exc.body)
+                cause = sql_error_cause(exc.detail or exc.body)
         cause = cause or f"the operation ended {status.value}"
         first_line = statement.strip().splitlines()[0][:200] if statement.strip() else ""
         return FlinkSqlError(
