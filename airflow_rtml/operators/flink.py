@@ -303,8 +303,12 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
     :class:`~airflow_rtml.exceptions.FlinkJobNameMismatch` raised: a retry fails the same way and never leaves
     a second copy running.
 
+    Templated fields: ``job_name``, ``jar``, ``python``, ``sql``, ``sql_jars``, ``args``, ``savepoint_path``,
+    ``flink_conf``. A ``sql`` string ending in ``.sql`` is read as a template file (``template_ext``).
+
     :param job_name: the job's identity, used for adoption; it is passed as ``pipeline.name`` (the program
-        must not override it, see above).
+        must not override it: a new job that reports another name is cancelled and ``FlinkJobNameMismatch``
+        raised).
     :param jar: path of a job jar on the Airflow worker (uploaded to the JobManager).
     :param entry_class: main class of the jar (optional if the jar's manifest names it).
     :param python: path of a PyFlink script *as the JobManager sees it* (run through Flink's PythonDriver).
@@ -327,10 +331,11 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         ``"upgrade"`` (stop it with a savepoint, start the new artifact from that savepoint; if that fails, put
         the old program back from the same savepoint and raise ``FlinkUpgradeFailed``), ``"fail"``.
         An upgrade waits on the worker (it must be able to roll back), whatever ``deferrable`` says.
-    :param if_changed: with ``if_running="adopt"``, what to do when the running job's recorded fingerprint (see
-        below) differs from this task's program: ``"fail"`` (default: raise ``FlinkJobProgramChanged``, nothing is
-        stopped or started) or ``"warn"`` (adopt it anyway, with a warning; it keeps running the old program). A
-        running job without a fingerprint (started outside airflow-rtml) is adopted with a warning.
+    :param if_changed: with ``if_running="adopt"``, what to do when the running job's recorded fingerprint
+        (:attr:`JobArtifact.fingerprint`) differs from this task's program: ``"fail"`` (default: raise
+        ``FlinkJobProgramChanged``, nothing is stopped or started) or ``"warn"`` (adopt it anyway, with a warning;
+        it keeps running the old program). A running job without a fingerprint (started outside airflow-rtml) is
+        adopted with a warning.
     :param if_unchanged: with ``if_running="upgrade"``, what to do when the running job already runs this
         program (same fingerprint): ``"adopt"`` (a no-op: no savepoint, no restart; the result says
         ``adopted=True``) or ``"restart"`` (stop with a savepoint and start the same program from it, round 1's
@@ -342,10 +347,15 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
     :param verify_timeout: after an upgrade, how long to wait for the new job's watermark to get back to the
         value it had before the stop (the result reports ``watermark_resumed``; a slow watermark is not an error).
     :param savepoint_dir: target directory of the upgrade savepoint (default: the cluster's).
-    :param wait_for: ``"running"`` (streaming) or ``"finished"`` (bounded jobs).
-    :param deferrable: wait in the triggerer instead of a worker slot.
-    :param poll_interval: seconds between state polls.
-    :param wait_timeout: how long to wait for ``wait_for`` (absolute deadline, survives triggerer restarts).
+    :param wait_for: ``"running"`` (streaming: RUNNING with every task running, or already FINISHED) or
+        ``"finished"`` (bounded jobs). A job that FAILS or is CANCELED first raises ``FlinkJobFailed``.
+    :param flink_conn_id: a ``flink_rest`` connection (the JobManager's REST API).
+    :param deferrable: wait for ``wait_for`` in the triggerer instead of a worker slot (default: ``[operators]
+        default_deferrable``); it first looks on the worker for up to 10 s, and defers only if the job is not
+        there yet.
+    :param poll_interval: seconds between state polls, on the worker and in the triggerer.
+    :param wait_timeout: how long to wait for ``wait_for`` (an absolute deadline, kept across triggerer
+        restarts), then ``FlinkWaitTimeout``; None: no limit. The submit itself is not undone at the timeout.
     """
 
     template_fields: Sequence[str] = ("job_name", "jar", "python", "sql", "sql_jars", "args", "savepoint_path", "flink_conf")
@@ -837,13 +847,19 @@ class FlinkStopJobOperator(BaseOperator):
     running raises :class:`FlinkSavepointFailed` with Flink's failure cause (Flink answers COMPLETED *with* a
     failure cause in that case); a savepoint directory Flink cannot write does too.
 
-    :param job_id: the job id (templated); or
-    :param job_name: the active job of this name.
-    :param mode: ``"savepoint"`` (stop-with-savepoint) or ``"cancel"``.
+    Templated fields: ``job_id``, ``job_name``, ``savepoint_dir``.
+
+    :param job_id: the job to stop, by id (give exactly one of ``job_id``, ``job_name``).
+    :param job_name: the active job of this name; none active raises ``FlinkJobNotFound``.
+    :param mode: ``"savepoint"`` (stop-with-savepoint) or ``"cancel"`` (no savepoint; returns None).
     :param drain: with ``mode="savepoint"``, emit MAX_WATERMARK first (fires all event-time timers/windows).
     :param savepoint_dir: target directory (default: the cluster's ``execution.checkpointing.savepoint-dir``).
-    :param deferrable: wait for the savepoint in the triggerer instead of a worker slot.
-    :param wait_timeout: how long the savepoint (or cancellation) may take (absolute deadline).
+    :param flink_conn_id: a ``flink_rest`` connection (the JobManager's REST API).
+    :param deferrable: wait for the savepoint (or cancellation) in the triggerer instead of a worker slot
+        (default: ``[operators] default_deferrable``); it first waits on the worker for up to 10 s.
+    :param poll_interval: seconds between polls of the savepoint operation (or of the job's state after a cancel).
+    :param wait_timeout: how long the savepoint (or cancellation) may take (an absolute deadline, kept across
+        triggerer restarts), then ``FlinkWaitTimeout``; the stop request already sent is not withdrawn.
     """
 
     template_fields: Sequence[str] = ("job_id", "job_name", "savepoint_dir")

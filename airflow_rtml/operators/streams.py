@@ -40,12 +40,20 @@ class StreamSkewCheckOperator(BaseOperator):
 
     Returns ``{"upstream_ms", "downstream_ms", "skew_ms", "ok"}``. With ``fail=True`` a skew beyond
     ``max_skew`` raises :class:`StreamSkewExceeded`; otherwise it is logged as a warning. Unknown progress (a
-    job not RUNNING, no watermark yet) is reported as such and is not a violation.
+    job not RUNNING, no watermark yet) is reported as such and is not a violation. A check, not a hold: nothing
+    is stopped or throttled, and a skew that arises between two runs of the check goes unseen until the next.
+
+    Templated fields: ``upstream_job_name``, ``downstream_job_name``.
 
     :param upstream_job_name: the job the downstream reads from (e.g. the feature job).
     :param downstream_job_name: the job that must not run ahead (e.g. the sample-join job).
-    :param max_skew: allowed lead of downstream over upstream progress.
-    :param upstream_vertex: / :param downstream_vertex: where to read each job's progress (default: sinks).
+    :param max_skew: allowed lead of downstream over upstream progress (not negative).
+    :param fail: raise :class:`StreamSkewExceeded` for a skew beyond ``max_skew``; False logs a warning and
+        returns ``ok=False``.
+    :param upstream_vertex: a vertex id or part of a vertex name whose input watermark is the upstream job's
+        progress (default: its sink vertices).
+    :param downstream_vertex: the same for the downstream job.
+    :param flink_conn_id: a ``flink_rest`` connection; both jobs run on that cluster.
     """
 
     template_fields: Sequence[str] = ("upstream_job_name", "downstream_job_name")

@@ -35,18 +35,34 @@ class FlinkJobStateSensor(RtmlSensorMixin, _FlinkJobWaitMixin, BaseSensorOperato
     Sync and deferred paths raise the same exception types and return a :class:`JobStateResult` dict.
     ``RUNNING`` counts once every task of the job runs. Templated fields: ``job_id``, ``job_name``.
 
-    :param job_id: the job id; or
-    :param job_name: the job's name: the active job of that name, else its most recent run.
-    :param target_states: e.g. ``["RUNNING"]`` or ``["FINISHED"]``.
-    :param flink_conn_id: a ``flink_rest`` connection.
+    :param job_id: the job to watch, by id (give exactly one of ``job_id``, ``job_name``).
+    :param job_name: the job's name: the active job of that name, else its most recent run; no job of that
+        name raises ``FlinkJobNotFound``.
+    :param target_states: states that end the wait successfully, e.g. ``["RUNNING"]`` or ``["FINISHED"]``
+        (case-insensitive; an unknown state name raises ``ValueError``).
+    :param flink_conn_id: a ``flink_rest`` connection (the JobManager's REST API).
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); it first looks
         on the worker for up to 10 s (most jobs get there by then).
-    :param poke_interval: seconds (or timedelta) between state reads; default 5.
-    :param timeout: seconds (or timedelta) from the first try; default 1 hour; None: ``[sensors]
-        default_timeout``. Absolute in the triggerer, kept across triggerer restarts.
-    :param poll_interval: deprecated name of ``poke_interval``.
-    Other arguments of :class:`~airflow.sdk.BaseSensorOperator` (``mode``, ``soft_fail``, ``exponential_backoff``,
-    ``max_wait``, ...) apply to the worker path; ``soft_fail`` to both.
+    :param poke_interval: seconds (or timedelta) between state reads, on the worker and in the triggerer;
+        default 5.
+    :param timeout: seconds (or timedelta) from the first try, then ``FlinkSensorTimeout``; default 1 hour;
+        None: ``[sensors] default_timeout``. Absolute in the triggerer, kept across triggerer restarts.
+    :param poll_interval: deprecated name of ``poke_interval`` (a ``DeprecationWarning``; giving both with
+        different values raises ``FlinkConfigurationError``).
+    :param mode: ``"poke"`` (default: keeps the worker slot between reads) or ``"reschedule"`` (gives it back
+        between reads); the worker path only: ``deferrable=True`` waits in the triggerer whatever the mode.
+    :param soft_fail: a timeout skips the task instead of failing it, on the worker and in the triggerer; a
+        FAILED/CANCELED or unknown job still fails it. Mutually exclusive with ``never_fail``.
+    :param exponential_backoff: worker path only: read ever less often (Airflow's backoff from
+        ``poke_interval``, capped by ``max_wait``); the triggerer reads every ``poke_interval``.
+    :param max_wait: worker path only: the longest interval between reads with ``exponential_backoff``
+        (seconds or timedelta).
+    :param silent_fail: worker path only (Airflow's meaning): an exception a read raises other than a timeout
+        (e.g. ``FlinkJobFailed``) is logged and the sensor reads on, so a FAILED job ends the task only at the
+        timeout. Transient errors are retried without it.
+    :param never_fail: worker path only (Airflow's meaning): any exception a read raises (a FAILED job too)
+        skips the task instead of failing it; in the triggerer it acts like ``soft_fail``. Mutually exclusive
+        with ``soft_fail``.
     """
 
     template_fields: Sequence[str] = ("job_id", "job_name")

@@ -118,26 +118,44 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
 
     Templated fields: ``target``, ``job_name``, ``job_id``, ``vertex``.
 
-    :param job_name: the Flink job's name (followed across upgrades); or
-    :param job_id: one job run.
+    :param job_name: the Flink job's name (``pipeline.name``), followed across upgrades (give exactly one of
+        ``job_name``, ``job_id``).
+    :param job_id: one job run, by id; its FINISHING before the threshold fails the wait.
     :param target: event time that must be complete (a datetime, ISO-8601 string or epoch ms): waits for
         ``progress >= target - 1 + lateness``, i.e. the window ending at ``target`` is closed. Default (None):
         the run's ``data_interval_end``; a run without data interval (Airflow 3: a manual or asset-triggered run
         without logical date) waits for its ``dag_run.run_after`` instead, and says so in the log.
-    :param lateness: allowed lateness of the consumer (keeps the window open that much longer).
+    :param lateness: allowed lateness of the consumer (keeps the window open that much longer; not negative).
     :param commit_aware: also wait for a checkpoint after the crossing (exactly-once sinks made it visible).
     :param vertex: vertex id or part of its name whose input watermark is the progress (default: the sinks).
     :param metric: the watermark metric (default ``currentInputWatermark``).
-    :param stall_timeout: fail as stalled when a RUNNING job's progress does not move this long (seconds or
-        timedelta).
-    :param flink_conn_id: a ``flink_rest`` connection.
-    :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
-    :param poke_interval: seconds (or timedelta) between reads of the stream, on the worker and in the triggerer.
+    :param stall_timeout: fail with ``StreamStalled`` when a RUNNING job's progress does not move this long
+        (seconds or timedelta); None: no stall check (only ``timeout`` ends a quiet wait).
+    :param flink_conn_id: a ``flink_rest`` connection: the JobManager's REST API (with the extra
+        ``metrics_reporter_port`` or ``metrics_reporter_urls``, progress is read from the TaskManagers' reporters).
+    :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); it takes one
+        look on the worker first, and a wait that look already decides does not defer.
+    :param poke_interval: seconds (or timedelta) between reads of the stream, on the worker and in the
+        triggerer; default 1.
     :param timeout: seconds (or timedelta) from the first try until the wait fails with ``FlinkSensorTimeout``
         (an absolute deadline in the triggerer, kept across triggerer restarts); default 6 hours.
-    :param poll_interval: deprecated name of ``poke_interval``.
-    Other arguments of :class:`~airflow.sdk.BaseSensorOperator` (``mode``, ``soft_fail``, ``exponential_backoff``,
-    ``max_wait``, ``silent_fail``, ``never_fail``) apply to the worker path; ``soft_fail`` to both.
+    :param poll_interval: deprecated name of ``poke_interval`` (a ``DeprecationWarning``; giving both with
+        different values raises ``FlinkConfigurationError``).
+    :param mode: ``"poke"`` (default: keeps the worker slot between reads) or ``"reschedule"`` (gives it back
+        between reads; refuses ``commit_aware=True`` and ``stall_timeout``, which need several observations in
+        one process); the worker path only: ``deferrable=True`` waits in the triggerer whatever the mode.
+    :param soft_fail: a timeout skips the task instead of failing it, on the worker and in the triggerer; a
+        FAILED job, a stall or an unknown job still fail it. Mutually exclusive with ``never_fail``.
+    :param exponential_backoff: worker path only: read ever less often (Airflow's backoff from
+        ``poke_interval``, capped by ``max_wait``); the triggerer reads every ``poke_interval``.
+    :param max_wait: worker path only: the longest interval between reads with ``exponential_backoff``
+        (seconds or timedelta).
+    :param silent_fail: worker path only (Airflow's meaning): an exception a read raises other than a timeout
+        (e.g. ``FlinkJobFailed``, ``StreamStalled``) is logged and the sensor reads on, so a failure ends the
+        task only at the timeout. Transient errors are retried without it.
+    :param never_fail: worker path only (Airflow's meaning): any exception a read raises (a failure too) skips
+        the task instead of failing it; in the triggerer it acts like ``soft_fail``. Mutually exclusive with
+        ``soft_fail``.
     """
 
     template_fields: Sequence[str] = ("target", "job_name", "job_id", "vertex")
@@ -323,21 +341,55 @@ class StreamWindowSensor(StreamWatermarkSensor):
     Exactly once: the cursor is the last window this sensor emitted for this stream, read from the asset's
     latest events (the event ``extra`` carries ``stream`` and ``last_window_end_ms``); events are registered
     only when the task succeeds, so a retried or cleared run emits the same keys, never a gap. The first run for
-    a stream starts at the window that holds the stream's progress when it first reports one.
+    a stream starts at the window holding ``start``, or without it at the window that holds the stream's progress
+    when it first reports one (and logs a warning that earlier windows are not emitted).
 
     An input that ends (watermark ``Long.MAX_VALUE``, e.g. a drained stop) closes the window of its last event
     time and no later one; the run after that raises :class:`~airflow_rtml.exceptions.StreamEnded` instead of
     emitting windows without end.
 
-    :param asset: the Asset that stands for the stream's closed windows (set as inlet and outlet).
-    :param window: window size (tumbling, aligned to the epoch plus ``offset``, as in Flink).
+    Returns a :class:`WindowWaitResult` dict on every path; raises what :class:`StreamWatermarkSensor` raises.
+
+    Templated fields: ``target``, ``job_name``, ``job_id``, ``vertex``, ``start``.
+
+    :param asset: the Asset that stands for the stream's closed windows (set as inlet and outlet unless
+        ``inlets`` / ``outlets`` are given; the cursor is read from its inlet events).
+    :param window: window size (tumbling, aligned to the epoch plus ``offset``, as in Flink; positive).
     :param offset: window offset.
     :param max_windows: most windows emitted by one run (a stream far ahead catches up over several runs).
-    :param start: event time of the first window to emit for a new stream (templated); default: the window
-        holding the stream's progress when it first reports one.
-    Other parameters as :class:`StreamWatermarkSensor` (``target`` is not used). Returns a
-    :class:`WindowWaitResult` dict on every path. Templated fields: ``job_name``, ``job_id``, ``vertex``,
-    ``start``.
+    :param start: event time of the first window to emit for a new stream (a datetime, ISO-8601 string or
+        epoch ms; the window holding it is the first); used only while no window was emitted for the stream.
+        Default: the window holding the stream's progress when it first reports one; windows that closed before
+        it are not emitted, and the log says so.
+    :param job_name: the Flink job's name (``pipeline.name``), followed across upgrades (give exactly one of
+        ``job_name``, ``job_id``).
+    :param job_id: one job run, by id.
+    :param target: not used: the next window to close decides what to wait for (accepted, and templated, as
+        an argument of :class:`StreamWatermarkSensor`).
+    :param lateness: allowed lateness: a window ``[s, e)`` closes at progress ``e - 1 + lateness``.
+    :param commit_aware: also wait for a checkpoint after the crossing (exactly-once sinks made it visible).
+    :param vertex: vertex id or part of its name whose input watermark is the progress (default: the sinks).
+    :param metric: the watermark metric (default ``currentInputWatermark``).
+    :param stall_timeout: fail with ``StreamStalled`` when a RUNNING job's progress does not move this long
+        (seconds or timedelta); None: no stall check.
+    :param flink_conn_id: a ``flink_rest`` connection, as for :class:`StreamWatermarkSensor`.
+    :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); it takes one
+        look on the worker first. A deferred wait resumes on a worker to emit the windows.
+    :param poke_interval: seconds (or timedelta) between reads of the stream; default 1.
+    :param timeout: seconds (or timedelta) until the wait for the next window fails with ``FlinkSensorTimeout``
+        (absolute in the triggerer); default 6 hours. A run times out when its next window does not close
+        within it.
+    :param poll_interval: deprecated name of ``poke_interval``.
+    :param mode: ``"poke"`` (default) or ``"reschedule"`` (refuses ``commit_aware`` and ``stall_timeout``);
+        worker path only.
+    :param soft_fail: a timeout skips the task instead of failing it, on the worker and in the triggerer.
+        Mutually exclusive with ``never_fail``.
+    :param exponential_backoff: worker path only: read ever less often (capped by ``max_wait``).
+    :param max_wait: worker path only: the longest interval between reads with ``exponential_backoff``.
+    :param silent_fail: worker path only (Airflow's meaning): a failure a read raises is logged and the sensor
+        reads on until the timeout.
+    :param never_fail: worker path only (Airflow's meaning): any exception a read raises skips the task; in the
+        triggerer it acts like ``soft_fail``. Mutually exclusive with ``soft_fail``.
     """
 
     end_in_triggerer = False  # it must resume: emitting the partitions happens in execute_complete

@@ -98,6 +98,11 @@ class FlinkPollingTrigger(BaseTrigger):
     ``deadline``, which is serialized: a restarted triggerer keeps the original timeout. An unknown job and
     other 4xx answers end the wait at once. Subclasses implement :meth:`poll`, :meth:`timeout_message` and
     :meth:`_kwargs` (the serialized fields besides ``job_id``, ``flink_conn_id``, ``poll_interval``, ``deadline``).
+
+    :param job_id: the Flink job id (32 lowercase hex; anything else raises ``FlinkConfigurationError``).
+    :param flink_conn_id: a ``flink_rest`` connection.
+    :param poll_interval: seconds between polls.
+    :param deadline: absolute epoch seconds after which the trigger yields a timeout event; None = no limit.
     """
 
     def __init__(self, job_id: str, flink_conn_id: str, poll_interval: float, deadline: float | None):
@@ -217,6 +222,10 @@ class FlinkSavepointTrigger(FlinkPollingTrigger):
     :param job_id: the Flink job id.
     :param savepoint_trigger_id: the savepoint operation's Flink trigger id (32 hex). (Not ``trigger_id``:
         the triggerer sets that attribute on every trigger to its database id.)
+    :param flink_conn_id: a ``flink_rest`` connection.
+    :param poll_interval: seconds between polls of the operation.
+    :param deadline: absolute epoch seconds after which the trigger yields a timeout event; None = no limit.
+        The savepoint operation is not cancelled at the deadline.
     :param stop: the operation is a stop-with-savepoint: also wait until the job has ended (Flink completes
         the savepoint a moment before the job reaches FINISHED).
     """

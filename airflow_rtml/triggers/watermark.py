@@ -88,7 +88,8 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
     """Fire once a Flink job's event-time progress is ``>= threshold_ms`` (see the module docstring).
 
     :param threshold_ms: progress to reach, epoch ms (a window ``[s, e)`` closes at ``e - 1 + lateness``).
-    :param job_name: the job's name (``pipeline.name``); the wait follows the job across upgrades. Or
+    :param job_name: the job's name (``pipeline.name``); the wait follows the job across upgrades (give
+        exactly one of ``job_name``, ``job_id``).
     :param job_id: one job run; its FINISHING before the threshold fails the wait.
     :param vertex: a vertex id or part of a vertex name whose input watermark is the progress (default: the
         sink vertices, i.e. the job's output progress).
@@ -195,8 +196,18 @@ class FlinkWindowEventTrigger(SharedStreamTrigger):
     with a ``PartitionedAssetTimetable``. Shares the poll loop of :class:`FlinkWatermarkTrigger` waits on the
     same job.
 
-    :param window_size_ms: tumbling window size; ``offset_ms`` / ``lateness_ms`` as in Flink.
-    Other parameters as :class:`FlinkWatermarkTrigger`.
+    :param window_size_ms: tumbling window size, ms (windows aligned to the epoch plus ``offset_ms``, as in Flink).
+    :param job_name: the job's name (``pipeline.name``); followed across upgrades, and a new job of that name
+        after an ended input is picked up (give exactly one of ``job_name``, ``job_id``).
+    :param job_id: one job run.
+    :param offset_ms: window offset, ms.
+    :param lateness_ms: allowed lateness, ms: a window ``[s, e)`` closes at progress ``e - 1 + lateness_ms``.
+    :param vertex: a vertex id or part of a vertex name whose input watermark is the progress (default: the
+        sink vertices).
+    :param metric: the watermark metric (default ``currentInputWatermark``).
+    :param flink_conn_id: a ``flink_rest`` connection.
+    :param poll_interval: seconds between polls of the shared loop.
+    :param stream: a label for the payload and messages (default: the job name or id).
     """
 
     CURSOR_KEY = "airflow_rtml.last_window_end_ms"
