@@ -511,7 +511,7 @@ class LocalStack:
         try:
             rec = json.loads(path.read_text())
             proc = psutil.Process(rec["pid"])
-            if abs(proc.create_time() - rec["create_time"]) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
+            if _same_process(proc, rec) and proc.status() != psutil.STATUS_ZOMBIE:
                 return proc
         except (psutil.Error, ValueError, KeyError, OSError):
             pass
@@ -607,7 +607,8 @@ class LocalStack:
             )
         proc = psutil.Process(popen.pid)
         self._pidfile(svc).write_text(
-            json.dumps({"pid": popen.pid, "create_time": proc.create_time(), "command": svc.command()})
+            json.dumps({"pid": popen.pid, "create_time": proc.create_time(), "start_ticks": _start_ticks(popen.pid),
+                        "command": svc.command()})
         )
         return proc
 
@@ -694,6 +695,27 @@ class LocalStack:
             _terminate(alive, timeout=10)
         self._pidfile(svc).unlink(missing_ok=True)
         return len(tree)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux ``/proc/<pid>/stat`` field 22), or None.
+
+    Unlike ``create_time()`` (boot time + ticks, in wall-clock seconds) it does not move when the system clock is
+    stepped: a record checked against wall time can mistake a live service for a stale one after an NTP step.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _same_process(proc: psutil.Process, rec: dict) -> bool:
+    """Is ``proc`` the process the record was written for (not a later one that reused its PID)?"""
+    ticks = rec.get("start_ticks")
+    if ticks is not None:
+        return _start_ticks(proc.pid) == ticks
+    return abs(proc.create_time() - rec["create_time"]) < 1.0
 
 
 def _terminate(procs: list[psutil.Process], timeout: float) -> int:

@@ -181,7 +181,8 @@ def test_asset_watcher_fires_once_per_closed_window_in_the_real_triggerer(stack,
         assert [e["extra"]["from_trigger"] for e in events] == [True] * 3
         assert payloads == [
             {"stream": job.name, "job_id": job.job_id, "window_start_ms": w.start_ms, "window_end_ms": w.end_ms,
-             "window_start": w.to_dict()["start"], "window_end": w.to_dict()["end"], "watermark_ms": w.end_ms - 1}
+             "window_start": w.to_dict()["start"], "window_end": w.to_dict()["end"], "progress_ms": w.end_ms - 1,
+             "watermark_ms": w.end_ms - 1}  # watermark_ms: the pre-issue-10 name of progress_ms, kept
             for w in windows
         ], payloads
         cursor = dag.cursor()  # where a restarted trigger resumes: after the last window it fired
