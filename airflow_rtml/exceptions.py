@@ -157,6 +157,26 @@ class KafkaProgressTopicError(KafkaConfigurationError):
     a re-read would take the minimum over a subset of the producers."""
 
 
+class OfflineError(RtmlError):
+    """The offline half (Hive metastore, archive partitions, Spark) cannot do what was asked."""
+
+
+class ArchiveSchemaMismatch(OfflineError):
+    """The data to archive (or the table it goes to) has another schema than expected; nothing was written."""
+
+
+class PartitionLocationConflict(OfflineError):
+    """A partition is already registered in the metastore at another location than the one being committed."""
+
+
+class PartitionNotCommitted(OfflineError):
+    """A window's partition directory has no success file (Flink has not committed it): it is never registered."""
+
+
+class ArchiveFileCorrupt(OfflineError):
+    """A file of a partition cannot be read as Parquet; the message names the file."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The error vocabulary, mapped once. A stream reader turns what went wrong into an error kind (exception ->
 # kind: :func:`error_kind`); a wait that ends on it carries the kind as its event's ``reason``; the task that

@@ -22,12 +22,17 @@ JOBS_DIR = Path(__file__).parent / "jobs" / "demo"
 CHAIN = Chain(prefix="{{ var.json.rtml_demo.prefix }}", job_prefix="{{ var.json.rtml_demo.job_prefix }}",
               bootstrap="{{ var.json.rtml_demo.bootstrap }}")
 CONNECTOR_JAR = os.environ.get("RTML_FLINK_KAFKA_CONNECTOR_JAR", "/opt/flink/connectors/flink-sql-connector-kafka.jar")
+# The Parquet format (and Hadoop's client) for the jobs that write the archive's Hive partitions.
+ARCHIVE_JARS = [j for j in os.environ.get("RTML_FLINK_ARCHIVE_JARS", "").split(",") if j]
+WAREHOUSE = os.environ.get("RTML_WAREHOUSE", "/tmp/rtml-warehouse")
+WRITES_ARCHIVE = ("sample_features", "archive")
 
 
 def submit(job: str) -> FlinkSubmitJobOperator:
     return FlinkSubmitJobOperator(
-        task_id=f"ensure_{job}_job", job_name=CHAIN.jobs[job], sql=CHAIN.sql(job, JOBS_DIR),
-        sql_jars=[CONNECTOR_JAR], flink_conf=JOB_CONF, deferrable=True, poll_interval=1,
+        task_id=f"ensure_{job}_job", job_name=CHAIN.jobs[job], sql=CHAIN.sql(job, JOBS_DIR, WAREHOUSE),
+        sql_jars=[CONNECTOR_JAR, *(ARCHIVE_JARS if job in WRITES_ARCHIVE else [])], flink_conf=JOB_CONF,
+        deferrable=True, poll_interval=1,
     )  # a retry is safe: it adopts the job of that name instead of submitting a second one
 
 
@@ -47,6 +52,8 @@ with DAG(
 * `ensure_sample_features_job` — event-time temporal join: each sample with the features as of its time.
 * `sample_join_not_ahead_of_features` — skew guard (feature crossing).
 * `ensure_evaluation_job` — CTR per bucket per hour.
+* `ensure_archive_job` — impressions, clicks and samples into hourly Hive partitions (Parquet, by event time,
+  committed by the watermark); the sample-feature job archives the training samples the same way.
 """,
     tags=["airflow-rtml", "demo"],
 ):
@@ -76,3 +83,4 @@ with DAG(
     label_join = submit("label_join")
     create_topics() >> label_join >> submit("features") >> features_ready >> submit("sample_features") >> skew
     label_join >> submit("evaluation")
+    label_join >> submit("archive")

@@ -10,6 +10,27 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from airflow_rtml.offline.archive import ArchiveTable
+
+_KAFKA = (("kafka_partition", "int"), ("kafka_offset", "bigint"), ("kafka_ts_ms", "bigint"))
+_SAMPLE = (("imp_id", "string"), ("user", "string"), ("item", "string"), ("bucket", "string"), ("ts_ms", "bigint"),
+           ("label", "int"))
+_COUNTS = (("imps_24h", "bigint"), ("clicks_24h", "bigint"), ("ctr_24h", "double"), ("imps_7d", "bigint"),
+           ("clicks_7d", "bigint"), ("ctr_7d", "double"), ("version_ms", "bigint"))
+#: Columns (name, Hive type) of the chain's hourly tables, partitioned by dt/hour of the event time. The archived
+#: streams keep each record's Kafka partition, offset and timestamp: the live order, for a backfill to replay.
+ARCHIVE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "impressions": (("line", "string"), ("ts_ms", "bigint"), *_KAFKA),
+    "clicks": (("line", "string"), ("ts_ms", "bigint"), *_KAFKA),
+    "samples": (*_SAMPLE, *_KAFKA),
+    "training_samples": (*_SAMPLE, ("user_ctr", "double"), ("user_imps", "bigint"), ("user_version_ms", "bigint"),
+                         ("item_ctr", "double"), ("item_imps", "bigint"), ("item_version_ms", "bigint")),
+    "offline_user_features": (("user", "string"), *_COUNTS),
+    "offline_item_features": (("item", "string"), *_COUNTS),
+}
+#: The tables the archive job writes (the sample-feature job writes training_samples, Spark the offline features).
+ARCHIVED_BY_ARCHIVE_JOB = ("impressions", "clicks", "samples")
+
 
 @dataclass(frozen=True)
 class Chain:
@@ -31,19 +52,34 @@ class Chain:
     @property
     def topics(self) -> dict[str, str]:
         names = ("impressions", "clicks", "samples", "dead_letter", "late", "user_features", "item_features",
-                 "training_samples", "evaluation")
+                 "training_samples", "evaluation", "archive_late")
         return {n: f"{self.prefix}.{n.replace('_', '-')}" for n in names}
 
     @property
     def jobs(self) -> dict[str, str]:
         """Job key → Flink job name (its identity for adoption); in start order."""
         return {key: f"{self.job_prefix}-{key.replace('_', '-')}"
-                for key in ("label_join", "features", "sample_features", "evaluation")}
+                for key in ("label_join", "features", "sample_features", "evaluation", "archive")}
 
-    def sql(self, job: str, jobs_dir: str | Path) -> str:
-        """The job's SQL with every placeholder filled."""
+    @property
+    def hive_db(self) -> str:
+        """The chain's Hive database (archive and offline features): its job prefix as a Hive identifier (a Jinja
+        expression when the prefix is one, as in the DAG files)."""
+        p = self.job_prefix.strip()
+        if p.startswith("{{") and p.endswith("}}"):
+            return f"{{{{ ({p[2:-2].strip()}) | replace('-', '_') | replace('.', '_') | lower }}}}"
+        return p.replace("-", "_").replace(".", "_").lower()
+
+    def archive_tables(self, warehouse: str | Path) -> dict[str, ArchiveTable]:
+        """The chain's hourly Hive tables: the archived streams and the offline features (see ARCHIVE_COLUMNS)."""
+        root = Path(warehouse) / f"{self.hive_db}.db"
+        return {name: ArchiveTable(self.hive_db, name, str(root / name), cols) for name, cols in ARCHIVE_COLUMNS.items()}
+
+    def sql(self, job: str, jobs_dir: str | Path, warehouse: str | Path = "/tmp/rtml-warehouse") -> str:
+        """The job's SQL with every placeholder filled (``{<table>_path}``: where an archive table's files go)."""
         values = {**asdict(self), **{f"{k}_topic": v for k, v in self.topics.items()}, "job_name": self.jobs[job],
-                  "samples_delay_seconds": self.samples_delay_seconds}
+                  "samples_delay_seconds": self.samples_delay_seconds,
+                  **{f"{k}_path": t.location for k, t in self.archive_tables(warehouse).items()}}
         values["samples_in"] = (Path(jobs_dir) / "_samples_in.sql").read_text().format(**values)
         return (Path(jobs_dir) / f"{job}.sql").read_text().format(**values)
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 
@@ -24,8 +24,9 @@ from airflow_rtml.local.stack import LocalStack
 from airflow_rtml.progress import describe
 
 DAGS = ("rtml_demo_streams", "rtml_demo_sample_hours", "rtml_demo_train_hourly", "rtml_demo_eval_hours",
-        "rtml_demo_evaluate_hourly")
-CONTINUOUS = ("rtml_demo_sample_hours", "rtml_demo_eval_hours")
+        "rtml_demo_evaluate_hourly", "rtml_demo_archive_hours", "rtml_demo_archive_commit",
+        "rtml_demo_offline_features")
+CONTINUOUS = ("rtml_demo_sample_hours", "rtml_demo_eval_hours", "rtml_demo_archive_hours")
 
 
 class AirflowApi:
@@ -165,20 +166,23 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
         while time.monotonic() < deadline:
             trained = api.partition_runs("rtml_demo_train_hourly", hour_keys, since)
             evaluated = api.partition_runs("rtml_demo_evaluate_hourly", hour_keys, since)
+            offline = api.partition_runs("rtml_demo_offline_features", hour_keys, since)
             marks = " ".join(f"{k}={describe(_progress(stack, name))}" for k, name in chain.jobs.items())
             streams_state = api.run_state("rtml_demo_streams", streams_run)
             progress(f"[demo {time.monotonic() - t0:5.0f}s] hours trained {len(trained)}/{hours}, evaluated "
-                     f"{len(evaluated)}/{hours} | streams: {streams_state} | {marks}")
+                     f"{len(evaluated)}/{hours}, offline features {len(offline)}/{hours} | streams: {streams_state} "
+                     f"| {marks}")
             if streams_state == "failed":
                 raise RtmlError(
                     f"DAG rtml_demo_streams failed (run {streams_run}): "
                     f"{api.failed_tasks('rtml_demo_streams', streams_run)}. See its task logs in the Airflow UI "
                     f"({stack.cfg.airflow_url}).")
-            if len(trained) >= hours and len(evaluated) >= hours:
+            if len(trained) >= hours and len(evaluated) >= hours and len(offline) >= hours:
                 break
             time.sleep(10)
         source.join(timeout=60)
         summary = _summary(stack, chain, ledgers, ledger_summary(ledgers[:hours]), trained, evaluated)
+        summary["hive"] = hive_summary(stack, chain, sorted(hour_keys))
         summary["freshness_s"] = freshness(api, chain, since)
         summary["wall_seconds"] = round(time.monotonic() - t0, 1)
     finally:
@@ -200,7 +204,9 @@ def _progress(stack: LocalStack, job_name: str) -> int | None:
     from airflow_rtml.hooks.flink import FlinkRestHook
     from airflow_rtml.streams.flink import FlinkStreamReader
 
-    os.environ.setdefault("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}")
+    # REST: one probe-free read per progress line (auto-detection would probe and log on every fresh reader).
+    os.environ.setdefault("AIRFLOW_CONN_FLINK_DEFAULT",
+                          f"flink-rest://127.0.0.1:{stack.cfg.ports.flink_rest}?watermark_source=rest")
     reader = FlinkStreamReader(flink_conn_id="flink_default", job_name=job_name, job_id=None, vertex=None,
                                metric="currentInputWatermark", commit_aware=False, poll_interval=1.0,
                                hook=FlinkRestHook())
@@ -215,6 +221,26 @@ def _cancel_jobs(stack: LocalStack, chain: Chain) -> None:
         for job in hook.find_jobs_by_name(name):
             if not job.state.is_terminal:
                 hook.cancel_job(job.job_id)
+
+
+def hive_summary(stack: LocalStack, chain: Chain, hour_keys: list[str]) -> dict:
+    """Per hour: which of the chain's Hive partitions are registered (and their rows); the archive's late count."""
+    from airflow_rtml.offline.archive import hour_values, read_partition
+    from airflow_rtml.offline.metastore import metastore_client, partition_exists
+    from airflow_rtml.sensors.watermark import window_from_partition_key
+
+    tables = chain.archive_tables(stack.cfg.warehouse_dir)
+    out: dict[str, dict] = {}
+    with metastore_client("127.0.0.1", stack.cfg.ports.hive_metastore) as client:
+        for key in hour_keys:
+            values = hour_values(window_from_partition_key(key, timedelta(hours=1)).start_ms)
+            row = {}
+            for name, table in tables.items():
+                registered = partition_exists(client, table.db, table.table, values)
+                row[name] = read_partition(table, values).num_rows if registered else None
+            out[key] = row
+    return {"database": chain.hive_db, "partitions": out,
+            "archive_late": len(read_topic(chain.bootstrap, chain.topics["archive_late"]))}
 
 
 def _summary(stack, chain: Chain, ledgers, truth: dict, trained: list[dict], evaluated: list[dict]) -> dict:
@@ -271,6 +297,12 @@ def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
     if s.get("freshness_s"):
         out("freshness (window closed → model version registered): "
             + ", ".join(f"{h[11:16]} {v:.1f}s" for h, v in sorted(s["freshness_s"].items())))
+    if s.get("hive"):
+        h = s["hive"]
+        out(f"Hive partitions registered (database {h['database']}; rows, '-' = not registered):")
+        for hour, row in sorted(h["partitions"].items()):
+            out(f"  {hour}: " + ", ".join(f"{t} {'-' if n is None else n}" for t, n in row.items()))
+        out(f"records behind the archive's watermark (kept in the archive-late topic): {h['archive_late']}")
     fc = s["feature_crossing"]
     out(f"feature-crossing violations: {fc['future']} future, {fc['stale']} stale, of {fc['checked']} samples")
     out(f"reports: {s['reports_dir']}   Airflow UI: {s['airflow_ui']} (DAGs tagged 'demo')")

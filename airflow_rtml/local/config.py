@@ -19,6 +19,13 @@ FLINK_KAFKA_CONNECTOR = "org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2"
 KAFKA_VERSION = "4.1.1"
 #: The SQL Gateway is not in the apache-flink wheel's opt/; it comes from Maven Central (same version).
 FLINK_SQL_GATEWAY = f"org.apache.flink:flink-sql-gateway:{FLINK_VERSION}"
+#: Flink's Parquet format for the archive's filesystem sink. The 2.2 build is not served by the registry this
+#: project installs from; the 2.3.0 build runs on our 2.2.1 cluster (tested by the archive's integration tests).
+#: Its Hadoop classes come from the shaded hadoop-client jars that pyspark ships.
+FLINK_PARQUET_FORMAT = "org.apache.flink:flink-sql-parquet:2.3.0"
+#: PySpark (PyPI) in its own venv: ``pyspark[sql]`` needs pyarrow >= 18, Flink's Beam pins < 17. Its ``jars/``
+#: also carries the Hive 2.3 metastore classes the stack's Thrift metastore runs on (no second download).
+SPARK_VERSION = "4.3.0"
 
 HOST = "127.0.0.1"
 
@@ -36,6 +43,7 @@ class Ports:
     airflow_api: int = 8080
     airflow_worker_logs: int = 8793
     airflow_triggerer_logs: int = 8794
+    hive_metastore: int = 9083
 
 
 @dataclass(frozen=True)
@@ -103,8 +111,44 @@ class StackConfig:
         return self.connectors_dir / f"{artifact}-{version}.jar"
 
     @property
+    def parquet_format_jar(self) -> Path:
+        _, artifact, version = FLINK_PARQUET_FORMAT.split(":")
+        return self.connectors_dir / f"{artifact}-{version}.jar"
+
+    @property
+    def archive_jars(self) -> list[Path]:
+        """What a Flink SQL job writing the Parquet archive adds (``sql_jars``): the format and Hadoop's client."""
+        jars = self.spark_home / "jars"
+        return [self.parquet_format_jar, *sorted(jars.glob("hadoop-client-api-*.jar")),
+                *sorted(jars.glob("hadoop-client-runtime-*.jar"))]
+
+    @property
     def kafka_libs(self) -> Path:
         return self.home / "kafka" / "libs"
+
+    @property
+    def spark_venv(self) -> Path:
+        return self.home / "spark-venv"
+
+    @property
+    def spark_python(self) -> Path:
+        return self.spark_venv / "bin" / "python"
+
+    @property
+    def spark_home(self) -> Path:
+        """The Spark distribution inside the ``pyspark`` wheel (bin/spark-submit, jars/)."""
+        pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        return self.spark_venv / "lib" / pyver / "site-packages" / "pyspark"
+
+    @property
+    def hive_dir(self) -> Path:
+        """The metastore's conf, launcher classes and Derby database."""
+        return self.home / "hive"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        """Where the archive and the offline features live (a local stand-in for HDFS or object storage)."""
+        return self.home / "warehouse"
 
     # --- runtime state (what `down` stops; data survives it) ---
     @property
@@ -150,6 +194,10 @@ class StackConfig:
     @property
     def airflow_url(self) -> str:
         return f"http://{HOST}:{self.ports.airflow_api}"
+
+    @property
+    def hive_metastore_uri(self) -> str:
+        return f"thrift://{HOST}:{self.ports.hive_metastore}"
 
     @property
     def kafka_bootstrap(self) -> str:

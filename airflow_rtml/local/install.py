@@ -7,6 +7,7 @@ Downloads go through the state folder's caches (pip cache, a Maven local reposit
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -17,9 +18,11 @@ from pathlib import Path
 
 from airflow_rtml.local.config import (
     FLINK_KAFKA_CONNECTOR,
+    FLINK_PARQUET_FORMAT,
     FLINK_SQL_GATEWAY,
     FLINK_VERSION,
     KAFKA_VERSION,
+    SPARK_VERSION,
     StackConfig,
     java_home,
 )
@@ -115,6 +118,11 @@ def ensure_kafka_connector(cfg: StackConfig, progress: Progress) -> bool:
     return _fetch_artifact(cfg, progress, "flink kafka connector", FLINK_KAFKA_CONNECTOR, cfg.kafka_connector_jar)
 
 
+def ensure_parquet_format(cfg: StackConfig, progress: Progress) -> bool:
+    """Fetch ``flink-sql-parquet`` (the archive's file format) from Maven Central."""
+    return _fetch_artifact(cfg, progress, "flink parquet format", FLINK_PARQUET_FORMAT, cfg.parquet_format_jar)
+
+
 def ensure_sql_gateway(cfg: StackConfig, progress: Progress) -> bool:
     """Fetch ``flink-sql-gateway`` into the distribution's opt/ (the wheel does not ship it)."""
     return _fetch_artifact(cfg, progress, "flink sql gateway", FLINK_SQL_GATEWAY, cfg.flink_sql_gateway_jar)
@@ -143,6 +151,43 @@ def ensure_kafka_libs(cfg: StackConfig, progress: Progress) -> bool:
     return True
 
 
+def ensure_spark_venv(cfg: StackConfig, progress: Progress) -> bool:
+    """Create Spark's own virtualenv with ``pyspark[sql]`` (Spark's distribution, spark-submit and the Hive 2.3
+    metastore classes ship inside the wheel). Apart from Flink's venv: pyspark needs pyarrow >= 18, Beam < 17."""
+    stamp = cfg.spark_venv / ".rtml-installed"
+    if _stamped(stamp, SPARK_VERSION) and (cfg.spark_home / "bin" / "spark-submit").exists():
+        progress(f"spark venv: pyspark {SPARK_VERSION} already installed ({cfg.spark_venv})")
+        return False
+    progress(f"spark venv: installing pyspark {SPARK_VERSION} into {cfg.spark_venv} (first time: ~2 min, ~540 MB)")
+    log = cfg.log_dir / "install-spark.log"
+    if not (cfg.spark_python).exists():
+        _run("creating the Spark venv", [sys.executable, "-m", "venv", "--clear", str(cfg.spark_venv)], log)
+    env = dict(os.environ, PIP_CACHE_DIR=str(cfg.pip_cache), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    _run("installing pyspark", [str(cfg.spark_python), "-m", "pip", "install", "--quiet",
+                                "-c", str(_package_file("spark-constraints.txt")), f"pyspark[sql]=={SPARK_VERSION}"],
+         log, env)
+    stamp.write_text(SPARK_VERSION)
+    return True
+
+
+def ensure_metastore_launcher(cfg: StackConfig, progress: Progress) -> bool:
+    """Compile the metastore's loopback launcher (``HmsLoopback.java``) against pyspark's Hive jars."""
+    source = _package_file("HmsLoopback.java")
+    classes = cfg.hive_dir / "classes"
+    want = f"{SPARK_VERSION} {hashlib.sha256(source.read_bytes()).hexdigest()[:16]}"
+    if _stamped(classes / ".rtml-installed", want) and (classes / "HmsLoopback.class").exists():
+        progress("hive metastore: launcher compiled")
+        return False
+    progress("hive metastore: compiling the loopback launcher against pyspark's Hive 2.3 jars")
+    classes.mkdir(parents=True, exist_ok=True)
+    _run("compiling the metastore launcher",
+         [str(Path(java_home(), "bin", "javac")), "-nowarn", "-d", str(classes),
+          "-cp", f"{cfg.spark_home / 'jars'}/*", str(source)],
+         cfg.log_dir / "install-hive.log")
+    (classes / ".rtml-installed").write_text(want)
+    return True
+
+
 def install_all(cfg: StackConfig, progress: Progress) -> None:
     """Install everything the stack needs; a no-op (and no download) when all of it is already there."""
     java_home()  # fail early, with the fix, when Java is missing
@@ -150,3 +195,6 @@ def install_all(cfg: StackConfig, progress: Progress) -> None:
     ensure_kafka_connector(cfg, progress)
     ensure_sql_gateway(cfg, progress)
     ensure_kafka_libs(cfg, progress)
+    ensure_spark_venv(cfg, progress)
+    ensure_metastore_launcher(cfg, progress)
+    ensure_parquet_format(cfg, progress)

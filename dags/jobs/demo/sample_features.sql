@@ -26,9 +26,32 @@ CREATE TEMPORARY TABLE training_samples (
 ) WITH ('connector' = 'kafka', 'topic' = '{training_samples_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once');
 
-INSERT INTO training_samples
-SELECT s.imp_id, s.`user`, s.item, s.bucket, s.ts_ms, s.label,
-       u.ctr, u.imps, u.version_ms, i.ctr, i.imps, i.version_ms
+-- The same rows, archived into hourly Hive partitions of their event time (see archive.sql for the commit
+-- semantics). Written by this job, so the partition of an hour is committed by the very watermark that closed it.
+CREATE TEMPORARY TABLE training_samples_archive (
+    imp_id STRING, `user` STRING, item STRING, bucket STRING, ts_ms BIGINT, label INT,
+    user_ctr DOUBLE, user_imps BIGINT, user_version_ms BIGINT,
+    item_ctr DOUBLE, item_imps BIGINT, item_version_ms BIGINT, dt STRING, `hour` STRING
+) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'filesystem', 'path' = '{training_samples_path}', 'format' = 'parquet',
+    'sink.partition-commit.trigger' = 'partition-time', 'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',
+    'sink.partition-commit.delay' = '1 h', 'sink.partition-commit.watermark-time-zone' = 'UTC',
+    'sink.partition-commit.policy.kind' = 'success-file');
+
+CREATE TEMPORARY VIEW joined AS
+SELECT s.imp_id, s.`user`, s.item, s.bucket, s.ts_ms, s.label, s.ts,
+       u.ctr AS user_ctr, u.imps AS user_imps, u.version_ms AS user_version_ms,
+       i.ctr AS item_ctr, i.imps AS item_imps, i.version_ms AS item_version_ms
 FROM samples_in AS s
 LEFT JOIN user_features_in FOR SYSTEM_TIME AS OF s.ts AS u ON s.`user` = u.`user`
 LEFT JOIN item_features_in FOR SYSTEM_TIME AS OF s.ts AS i ON s.item = i.item;
+
+EXECUTE STATEMENT SET BEGIN
+INSERT INTO training_samples
+    SELECT imp_id, `user`, item, bucket, ts_ms, label, user_ctr, user_imps, user_version_ms,
+           item_ctr, item_imps, item_version_ms
+    FROM joined;
+INSERT INTO training_samples_archive
+    SELECT imp_id, `user`, item, bucket, ts_ms, label, user_ctr, user_imps, user_version_ms,
+           item_ctr, item_imps, item_version_ms, DATE_FORMAT(ts, 'yyyy-MM-dd'), DATE_FORMAT(ts, 'HH')
+    FROM joined;
+END;
