@@ -4,7 +4,7 @@ Scheduled on ``rtml_demo_archive`` (one run per archived hour). **Batch → batc
 ``NamedHivePartitionSensor`` gates the Spark job on the hour's archived samples partition; the job
 (``dags/jobs/demo/offline_features.py``, submitted with the Spark provider's ``SparkSubmitOperator``) reads only
 the trailing window's partitions and writes partition H of ``offline_user_features`` / ``offline_item_features``
-(``version_ms`` = end of H); ``register_offline_partitions`` registers them in the metastore (once) and emits
+(``version_ms`` = end of H + the attribution window: when H's labels are final); ``register_offline_partitions`` registers them in the metastore (once) and emits
 ``rtml_demo_offline_features``.
 """
 
@@ -57,7 +57,8 @@ with DAG(
         task_id="compute_offline_features",
         application=str(JOB),
         application_args=[CHAIN.hive_db, "{{ dag_run.partition_key }}", "{{ var.json.rtml_demo.start_ms }}",
-                          TABLES["offline_user_features"].location, TABLES["offline_item_features"].location],
+                          TABLES["offline_user_features"].location, TABLES["offline_item_features"].location,
+                          str(Chain().attribution_minutes * 60_000)],
         conn_id="spark_default", conf=spark_conf(), env_vars=_spark_env(), name="rtml-demo-offline-features",
         retries=1, retry_delay=timedelta(seconds=10),
     )

@@ -110,6 +110,26 @@ def feature_violations(training: list[dict], samples: list[dict], window_ms: int
     return {"future": future, "stale": stale, "checked": len(training)}
 
 
+def truth_check(reports: list[dict], ledgers) -> dict:
+    """Every evaluated hour against the source's ground truth: clicks per bucket exactly, and impressions in
+    total (on-time ones plus the hour's late ones, which the label join still labels). ``ok`` is False on any
+    difference; the summary then names the hour and the numbers."""
+    by_hour = {_iso(led.start_ms): led for led in ledgers}
+    hours, ok = {}, True
+    for r in reports:
+        led = by_hour.get(r["hour_start"])
+        if led is None:  # the extra hour the source plays so that the last trained one closes
+            continue
+        counted_clicks = {b: v["clicks"] for b, v in r["buckets"].items()}
+        counted_imps = sum(v["impressions"] for v in r["buckets"].values())
+        sent_imps = sum(led.impressions.values()) + led.late
+        match = counted_clicks == dict(led.clicks) and counted_imps == sent_imps
+        ok = ok and match
+        hours[r["hour_start"]] = {"match": match, "clicks": counted_clicks, "clicks_sent": dict(led.clicks),
+                                  "impressions": counted_imps, "impressions_sent": sent_imps}
+    return {"ok": ok and bool(hours), "hours": hours}
+
+
 def freshness(api: AirflowApi, chain: Chain, since: str) -> dict[str, float]:
     """Window closed (watermark crossing first observed) → model version registered, seconds per hour."""
     crossed: dict[int, int] = {}
@@ -270,6 +290,7 @@ def _summary(stack, chain: Chain, ledgers, truth: dict, trained: list[dict], eva
         "current_model": registry["current"],
         "ctr_per_bucket": {r["hour_start"]: {b: v["ctr"] for b, v in r["buckets"].items()} for r in reports},
         "winner_per_hour": {r["hour_start"]: r["winner"] for r in reports},
+        "truth_check": truth_check(reports, [led for led in ledgers if led.start_ms in trained_ms]),
         "truth": truth,
         # Over every hour the source sent (the run plays one hour more than it trains, so the last one closes).
         "dead_letter": {"counted": len(dead), "injected": sum(led.malformed for led in ledgers)},
@@ -292,6 +313,12 @@ def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
         out(f"  CTR {hour}: " + ", ".join(f"{b} {v:.4f}" for b, v in sorted(ctr.items()))
             + f" → winner {s['winner_per_hour'][hour]}")
     out(f"truly better bucket: {s['truth'].get('winner')}")
+    tc = s.get("truth_check", {})
+    for hour, h in sorted(tc.get("hours", {}).items()):
+        if not h["match"]:
+            out(f"  MISMATCH {hour}: counted clicks {h['clicks']} / impressions {h['impressions']}, the source sent "
+                f"clicks {h['clicks_sent']} / impressions {h['impressions_sent']}")
+    out("evaluation vs the source's ground truth: " + ("every hour matches exactly" if tc.get("ok") else "DIFFERS"))
     out(f"dead-letter: {s['dead_letter']['counted']} counted / {s['dead_letter']['injected']} injected; late: "
         f"{s['late']['counted']} counted / {s['late']['injected']} injected")
     if s.get("freshness_s"):

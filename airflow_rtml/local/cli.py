@@ -132,6 +132,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print_summary(summary)
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
+    if not summary.get("truth_check", {}).get("ok"):
+        print("rtml demo: the evaluation does not match the source's ground truth (see MISMATCH above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -35,8 +35,8 @@ class PartitionResult(TypedDict):
 class ArchivePartitionOperator(BaseOperator):
     """Register the archive partitions of one closed event-time hour in the Hive metastore, exactly once.
 
-    For each table: wait up to ``commit_timeout`` for Flink's success file, check every data file (readable
-    Parquet, the table's columns), create the database and the external table if missing (an existing table with
+    First, for every table: wait up to ``commit_timeout`` for Flink's success file and check every data file
+    (readable Parquet, the table's columns) — one failing table registers none. Then, per table: create the database and the external table if missing (an existing table with
     other columns raises :class:`~airflow_rtml.exceptions.ArchiveSchemaMismatch` before anything is registered),
     then register the partition (``ifNotExists``: a retry or a second run is a no-op that returns
     ``registered=False``). Returns a list of :class:`PartitionResult`.
@@ -76,10 +76,12 @@ class ArchivePartitionOperator(BaseOperator):
         window = window_from_partition_key(self.partition_key, timedelta(hours=1))
         values = hour_values(window.start_ms)
         out: list[PartitionResult] = []
+        checked = []  # every table is checked before any is registered: a bad one registers none of them
+        for table in self.tables:
+            files = wait_committed(table, values, timeout_s=self.commit_timeout)
+            checked.append((table, files, check_files(table, files)))
         with HiveMetastoreHook(metastore_conn_id=self.metastore_conn_id).get_metastore_client() as client:
-            for table in self.tables:
-                files = wait_committed(table, values, timeout_s=self.commit_timeout)
-                rows = check_files(table, files)
+            for table, files, rows in checked:
                 ensure_database(client, table.db, f"{table.location.rsplit('/', 1)[0]}")
                 ensure_table(client, table.db, table.table, table.columns, table.location)
                 added = register_partition(client, table.db, table.table, values,

@@ -3,7 +3,10 @@
 -- and timestamp: the order the live topic held it in, for a backfill to replay.
 --
 -- A partition is committed (its _SUCCESS file written) once the sink's watermark has passed the hour's end and the
--- checkpoint holding its files completed ('partition-time' trigger, delay 1 h). A record that arrives behind the
+-- checkpoint holding its files completed ('partition-time' trigger). Flink commits when watermark > partition start
+-- + delay; a delay of 1 h - 2 ms makes that "watermark >= hour end - 1 ms": the instant the hour is closed, the
+-- same instant airflow-rtml's window signal uses (a watermark t promises no more records at or before t), never
+-- earlier. With '1 h' a stream whose watermark rests exactly on the boundary would never commit the hour. A record that arrives behind the
 -- watermark could land in a partition already committed; it goes to the archive-late topic instead (counted,
 -- whole, not lost), so a committed partition never changes. "Behind" is decided as the label join decides it:
 -- more than the watermark delay behind the highest event time that arrived before it. The source's watermark is
@@ -16,7 +19,10 @@ CREATE TEMPORARY TABLE impressions_in (
     kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
     kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
     ts_ms AS TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT),
-    ts AS TO_TIMESTAMP_LTZ(COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0), 3),
+    -- A malformed record's time never drives the watermark (one bad record must not make every later one late):
+    ts AS TO_TIMESTAMP_LTZ(CASE WHEN JSON_VALUE(line, '$.imp_id') IS NOT NULL AND JSON_VALUE(line, '$.user') IS NOT NULL
+              AND JSON_VALUE(line, '$.item') IS NOT NULL AND JSON_VALUE(line, '$.bucket') IN ('control', 'treatment')
+         THEN COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0) ELSE 0 END, 3),
     arrival AS PROCTIME(),
     WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND(3)
 ) WITH ('connector' = 'kafka', 'topic' = '{impressions_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
@@ -28,7 +34,9 @@ CREATE TEMPORARY TABLE clicks_in (
     kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
     kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
     ts_ms AS TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT),
-    ts AS TO_TIMESTAMP_LTZ(COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0), 3),
+    -- A malformed record's time never drives the watermark (one bad record must not make every later one late):
+    ts AS TO_TIMESTAMP_LTZ(CASE WHEN JSON_VALUE(line, '$.imp_id') IS NOT NULL
+         THEN COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0) ELSE 0 END, 3),
     arrival AS PROCTIME(),
     WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND(3)
 ) WITH ('connector' = 'kafka', 'topic' = '{clicks_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
@@ -49,14 +57,14 @@ CREATE TEMPORARY TABLE impressions_archive (
     line STRING, ts_ms BIGINT, kafka_partition INT, kafka_offset BIGINT, kafka_ts_ms BIGINT, dt STRING, `hour` STRING
 ) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'filesystem', 'path' = '{impressions_path}', 'format' = 'parquet',
     'sink.partition-commit.trigger' = 'partition-time', 'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',
-    'sink.partition-commit.delay' = '1 h', 'sink.partition-commit.watermark-time-zone' = 'UTC',
+    'sink.partition-commit.delay' = '3599998 ms', 'sink.partition-commit.watermark-time-zone' = 'UTC',
     'sink.partition-commit.policy.kind' = 'success-file');
 
 CREATE TEMPORARY TABLE clicks_archive (
     line STRING, ts_ms BIGINT, kafka_partition INT, kafka_offset BIGINT, kafka_ts_ms BIGINT, dt STRING, `hour` STRING
 ) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'filesystem', 'path' = '{clicks_path}', 'format' = 'parquet',
     'sink.partition-commit.trigger' = 'partition-time', 'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',
-    'sink.partition-commit.delay' = '1 h', 'sink.partition-commit.watermark-time-zone' = 'UTC',
+    'sink.partition-commit.delay' = '3599998 ms', 'sink.partition-commit.watermark-time-zone' = 'UTC',
     'sink.partition-commit.policy.kind' = 'success-file');
 
 CREATE TEMPORARY TABLE samples_archive (
@@ -64,7 +72,7 @@ CREATE TEMPORARY TABLE samples_archive (
     kafka_partition INT, kafka_offset BIGINT, kafka_ts_ms BIGINT, dt STRING, `hour` STRING
 ) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'filesystem', 'path' = '{samples_path}', 'format' = 'parquet',
     'sink.partition-commit.trigger' = 'partition-time', 'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',
-    'sink.partition-commit.delay' = '1 h', 'sink.partition-commit.watermark-time-zone' = 'UTC',
+    'sink.partition-commit.delay' = '3599998 ms', 'sink.partition-commit.watermark-time-zone' = 'UTC',
     'sink.partition-commit.policy.kind' = 'success-file');
 
 -- Records behind the watermark, whole, with where they came from (the demo's summary counts them).
@@ -77,13 +85,13 @@ CREATE TEMPORARY VIEW impressions_on_time AS
 SELECT line, ts_ms, kafka_partition, kafka_offset, ts, kafka_ts,
        COALESCE(ts_ms < MAX(ts_ms) OVER (ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
                         - {lateness_seconds} * 1000, FALSE) AS is_late
-FROM impressions_in WHERE ts_ms IS NOT NULL;
+FROM impressions_in WHERE ts_ms IS NOT NULL AND JSON_VALUE(line, '$.imp_id') IS NOT NULL;
 
 CREATE TEMPORARY VIEW clicks_on_time AS
 SELECT line, ts_ms, kafka_partition, kafka_offset, ts, kafka_ts,
        COALESCE(ts_ms < MAX(ts_ms) OVER (ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
                         - {lateness_seconds} * 1000, FALSE) AS is_late
-FROM clicks_in WHERE ts_ms IS NOT NULL;
+FROM clicks_in WHERE ts_ms IS NOT NULL AND JSON_VALUE(line, '$.imp_id') IS NOT NULL;
 
 CREATE TEMPORARY VIEW samples_on_time AS
 SELECT imp_id, `user`, item, bucket, ts_ms, label, kafka_partition, kafka_offset, ts, kafka_ts,

@@ -10,7 +10,10 @@ CREATE TEMPORARY TABLE impressions_raw (
     item AS JSON_VALUE(line, '$.item'),
     bucket AS JSON_VALUE(line, '$.bucket'),
     ts_ms AS TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT),
-    ts AS TO_TIMESTAMP_LTZ(COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0), 3),
+    -- A malformed record's time never drives the watermark (one bad record must not make every later one late):
+    ts AS TO_TIMESTAMP_LTZ(CASE WHEN JSON_VALUE(line, '$.imp_id') IS NOT NULL AND JSON_VALUE(line, '$.user') IS NOT NULL
+              AND JSON_VALUE(line, '$.item') IS NOT NULL AND JSON_VALUE(line, '$.bucket') IN ('control', 'treatment')
+         THEN COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0) ELSE 0 END, 3),
     arrival AS PROCTIME(),
     WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND(3)
 ) WITH ('connector' = 'kafka', 'topic' = '{impressions_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
@@ -20,7 +23,9 @@ CREATE TEMPORARY TABLE clicks_raw (
     line STRING,
     imp_id AS JSON_VALUE(line, '$.imp_id'),
     ts_ms AS TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT),
-    ts AS TO_TIMESTAMP_LTZ(COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0), 3),
+    -- A malformed record's time never drives the watermark (one bad record must not make every later one late):
+    ts AS TO_TIMESTAMP_LTZ(CASE WHEN JSON_VALUE(line, '$.imp_id') IS NOT NULL
+         THEN COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0) ELSE 0 END, 3),
     WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND(3)
 ) WITH ('connector' = 'kafka', 'topic' = '{clicks_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'raw');

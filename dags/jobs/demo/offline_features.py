@@ -4,13 +4,16 @@ SparkSubmitOperator from ``dags/rtml_demo_offline.py``).
 For the event-time hour H it reads the archived labelled samples of the trailing 7 days up to and including H
 (only those partitions: the cost grows with the window, never with the archive's history), computes per user and
 per item the 24-hour and 7-day impression and click counts and CTR, and writes them as partition H of
-``offline_user_features`` / ``offline_item_features`` with ``version_ms`` = the end of H: the features are known
-from that event time on. A re-run overwrites the partition (same input, same output).
+``offline_user_features`` / ``offline_item_features`` with ``version_ms`` = the end of H plus the attribution
+window: a sample's label is known only once its attribution window has passed, so the counts of H (their last
+clicks up to that long after H) are known from that event time on, never before — a consumer joining them as of
+a sample's time cannot see a click from the sample's future. A re-run overwrites the partition (same input, same output).
 
 It refuses to compute over incomplete input: every hour of the window since the chain's start must be a
 registered partition of the archive, or it fails listing the missing ones.
 
-Usage: offline_features.py DB HOUR CHAIN_START_MS USER_PATH ITEM_PATH   (HOUR: ISO start, e.g. 2026-01-01T00:00:00Z)
+Usage: offline_features.py DB HOUR CHAIN_START_MS USER_PATH ITEM_PATH ATTRIBUTION_MS
+       (HOUR: ISO start, e.g. 2026-01-01T00:00:00Z)
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ def _values(ms: int) -> tuple[str, str]:
     return t.strftime("%Y-%m-%d"), t.strftime("%H")
 
 
-def main(db: str, hour_start_ms: int, chain_start_ms: int, user_path: str, item_path: str) -> None:
+def main(db: str, hour_start_ms: int, chain_start_ms: int, user_path: str, item_path: str,
+         attribution_ms: int) -> None:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
@@ -58,7 +62,7 @@ def main(db: str, hour_start_ms: int, chain_start_ms: int, user_path: str, item_
             (F.col("clicks_24h") / F.when(F.col("imps_24h") > 0, F.col("imps_24h"))).cast("double").alias("ctr_24h"),
             F.col("imps_7d"), F.col("clicks_7d"),
             (F.col("clicks_7d") / F.col("imps_7d")).cast("double").alias("ctr_7d"),
-            F.lit(end_ms).cast("long").alias("version_ms"),
+            F.lit(end_ms + attribution_ms).cast("long").alias("version_ms"),
         )
 
     dt, hour = _values(hour_start_ms)
@@ -70,7 +74,7 @@ def main(db: str, hour_start_ms: int, chain_start_ms: int, user_path: str, item_
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 6:
+    if len(sys.argv) != 7:
         raise SystemExit(__doc__)
     hour = datetime.strptime(sys.argv[2], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    main(sys.argv[1], int(hour.timestamp() * 1000), int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    main(sys.argv[1], int(hour.timestamp() * 1000), int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]))

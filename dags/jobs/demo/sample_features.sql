@@ -34,7 +34,7 @@ CREATE TEMPORARY TABLE training_samples_archive (
     item_ctr DOUBLE, item_imps BIGINT, item_version_ms BIGINT, dt STRING, `hour` STRING
 ) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'filesystem', 'path' = '{training_samples_path}', 'format' = 'parquet',
     'sink.partition-commit.trigger' = 'partition-time', 'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',
-    'sink.partition-commit.delay' = '1 h', 'sink.partition-commit.watermark-time-zone' = 'UTC',
+    'sink.partition-commit.delay' = '3599998 ms', 'sink.partition-commit.watermark-time-zone' = 'UTC',
     'sink.partition-commit.policy.kind' = 'success-file');
 
 CREATE TEMPORARY VIEW joined AS
