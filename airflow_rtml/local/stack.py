@@ -588,15 +588,19 @@ class LocalStack:
     def process_of(self, svc: Service) -> psutil.Process | None:
         """The live process recorded for ``svc``, or None (a stale record is removed)."""
         path = self._pidfile(svc)
-        if not path.exists():
-            return None
         try:
             rec = json.loads(path.read_text())
             proc = psutil.Process(rec["pid"])
             if _same_process(proc, rec) and proc.status() != psutil.STATUS_ZOMBIE:
                 return proc
-        except (psutil.Error, ValueError, KeyError, OSError):
-            pass
+        except FileNotFoundError:
+            return None
+        except (psutil.NoSuchProcess, ValueError, KeyError, TypeError):
+            pass  # the process is gone, or the record is not one: stale
+        except (psutil.Error, OSError) as exc:
+            # Not an answer about the service (e.g. EMFILE: this process ran out of file descriptors). Deleting the
+            # record here would orphan a live service, and the next `up` would call it a leftover: fail loudly.
+            raise StackError(f"cannot check {svc.name}'s process record {path}: {type(exc).__name__}: {exc}") from exc
         path.unlink(missing_ok=True)
         return None
 
@@ -787,8 +791,11 @@ def _start_ticks(pid: int) -> int | None:
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None  # gone (or not Linux)
+    try:
         return int(stat[stat.rindex(")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
 
 
