@@ -145,7 +145,9 @@ def relay(
     :param final_on_finish: treat any FINISHED run as the end of the stream (bounded jobs, drained stops; never
         for jobs that are upgraded with a stop-with-savepoint).
     :param commit_aware: publish only progress a completed checkpoint committed (exactly-once sinks).
-    :param run: this process's run id (default: a fresh random one).
+    :param run: this process's run id (default: a fresh random one; with ``once=True`` the stable ``once-<source>``,
+        so that one-shot relays started one after another — from cron or a task — are one run whose latest signal
+        counts, not a new run each time that the aggregator would hold back behind the previous ones).
     :param on_publish: called with each acknowledged signal.
     :return: the signals published. Raises :class:`~airflow_rtml.exceptions.FlinkJobNotFound`,
         :class:`~airflow_rtml.exceptions.FlinkApiError`, :class:`~airflow_rtml.exceptions.FlinkConfigurationError`
@@ -156,7 +158,7 @@ def relay(
         raise FlinkConfigurationError("Give exactly one of flink_conn_id= or base_url=.")
     if interval <= 0 or heartbeat <= 0:
         raise FlinkConfigurationError(f"interval and heartbeat must be > 0, got {interval} and {heartbeat}.")
-    run = run or uuid.uuid4().hex
+    run = run or (f"once-{source}" if once else uuid.uuid4().hex)
     ProgressSignal(stream, 0, source, 0, run=run)  # validates the names before anything is opened
     hook = UrlFlinkRestHook(base_url) if base_url is not None else FlinkRestHook(flink_conn_id)
     hook.base_url  # noqa: B018 - resolve (and validate) the connection before the event loop starts
