@@ -49,7 +49,10 @@ with DAG(
 * `ensure_features_job` — per-user / per-item windowed CTR → versioned feature tables.
 * `features_reached_start` — **stream → stream**: the sample-feature join starts only once the feature stream
   is RUNNING with progress past the chain's start, so it never reads features that are not there yet.
-* `ensure_sample_features_job` — event-time temporal join: each sample with the features as of its time.
+* `publish_empty_offline_version` — **batch → stream**: the offline-feature version valid from the chain's start
+  (empty: no hour has completed yet); later versions come from `rtml_demo_offline_features`, in hour order.
+* `ensure_sample_features_job` — event-time temporal join: each sample with the real-time and the offline
+  features as of its time.
 * `sample_join_not_ahead_of_features` — skew guard (feature crossing).
 * `ensure_evaluation_job` — CTR per bucket per hour.
 * `ensure_archive_job` — impressions, clicks and samples into hourly Hive partitions (Parquet, by event time,
@@ -71,6 +74,22 @@ with DAG(
             future.result(timeout=30)
         return topics
 
+    @task
+    def publish_empty_offline_version() -> int:
+        """Batch → stream, hour 0: no hour's offline features exist before the chain's start; publish the empty
+        version valid from it, so the live join can emit its first hour (with no offline feature)."""
+        from airflow_rtml.demo.chain import VERSION_MARKER
+        from airflow_rtml.offline.publish import publish_version
+
+        cfg = Variable.get("rtml_demo", deserialize_json=True)
+        chain = Chain(prefix=cfg["prefix"], job_prefix=cfg["job_prefix"], bootstrap=cfg["bootstrap"])
+        tables = chain.archive_tables(WAREHOUSE)
+        for kind in ("user", "item"):
+            publish_version(tables[f"offline_{kind}_features"], None, topic=chain.topics[f"offline_{kind}_features"],
+                            key=kind, version_ms=cfg["start_ms"], previous_version_ms=None,
+                            bootstrap=chain.bootstrap, marker=VERSION_MARKER)
+        return cfg["start_ms"]
+
     features_ready = StreamWatermarkSensor(
         task_id="features_reached_start", job_name=CHAIN.jobs["features"],
         target="{{ var.json.rtml_demo.start_ms }}", deferrable=True, poke_interval=1,
@@ -81,6 +100,8 @@ with DAG(
         downstream_job_name=CHAIN.jobs["sample_features"], max_skew=timedelta(0),
     )
     label_join = submit("label_join")
-    create_topics() >> label_join >> submit("features") >> features_ready >> submit("sample_features") >> skew
+    topics, sample_features = create_topics(), submit("sample_features")
+    topics >> label_join >> submit("features") >> features_ready >> sample_features >> skew
+    topics >> publish_empty_offline_version() >> sample_features
     label_join >> submit("evaluation")
     label_join >> submit("archive")

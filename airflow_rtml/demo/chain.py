@@ -24,12 +24,17 @@ ARCHIVE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "clicks": (("line", "string"), ("ts_ms", "bigint"), *_KAFKA),
     "samples": (*_SAMPLE, *_KAFKA),
     "training_samples": (*_SAMPLE, ("user_ctr", "double"), ("user_imps", "bigint"), ("user_version_ms", "bigint"),
-                         ("item_ctr", "double"), ("item_imps", "bigint"), ("item_version_ms", "bigint")),
+                         ("item_ctr", "double"), ("item_imps", "bigint"), ("item_version_ms", "bigint"),
+                         ("user_ctr_7d", "double"), ("user_offline_version_ms", "bigint"),
+                         ("item_ctr_7d", "double"), ("item_offline_version_ms", "bigint")),
     "offline_user_features": (("user", "string"), *_COUNTS),
     "offline_item_features": (("item", "string"), *_COUNTS),
 }
 #: The tables the archive job writes (the sample-feature job writes training_samples, Spark the offline features).
 ARCHIVED_BY_ARCHIVE_JOB = ("impressions", "clicks", "samples")
+#: The key of the marker row each published offline version carries (no entity has it): a version with no rows
+#: still moves the offline side's watermark, so the live join never waits for an hour that had no traffic.
+VERSION_MARKER = "__version__"
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,18 @@ class Chain:
         return self.attribution_minutes * 60 + 2 * self.lateness_seconds
 
     @property
+    def archive_samples_delay_seconds(self) -> int:
+        """Watermark delay of the archive's samples: the label join emits a clicked sample at once and an unclicked
+        one after its attribution window, and while it catches up one input can run ahead of the other, so the
+        samples topic is more out of order than ``samples_delay_seconds`` at times. A wider bound keeps such
+        samples in their partition (the rest go to the archive-late topic, counted); it delays only the
+        archive's commit of each hour."""
+        return (self.samples_delay_seconds // 60 + 15) * 60  # whole minutes (a SQL INTERVAL ... MINUTE)
+
+    @property
     def topics(self) -> dict[str, str]:
         names = ("impressions", "clicks", "samples", "dead_letter", "late", "user_features", "item_features",
-                 "training_samples", "evaluation", "archive_late")
+                 "training_samples", "evaluation", "archive_late", "offline_user_features", "offline_item_features")
         return {n: f"{self.prefix}.{n.replace('_', '-')}" for n in names}
 
     @property
@@ -79,6 +93,8 @@ class Chain:
         """The job's SQL with every placeholder filled (``{<table>_path}``: where an archive table's files go)."""
         values = {**asdict(self), **{f"{k}_topic": v for k, v in self.topics.items()}, "job_name": self.jobs[job],
                   "samples_delay_seconds": self.samples_delay_seconds,
+                  "archive_samples_delay_seconds": self.archive_samples_delay_seconds,
+                  "archive_samples_delay_minutes": self.archive_samples_delay_seconds // 60,
                   **{f"{k}_path": t.location for k, t in self.archive_tables(warehouse).items()}}
         values["samples_in"] = (Path(jobs_dir) / "_samples_in.sql").read_text().format(**values)
         return (Path(jobs_dir) / f"{job}.sql").read_text().format(**values)

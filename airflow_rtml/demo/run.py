@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 
@@ -110,6 +111,36 @@ def feature_violations(training: list[dict], samples: list[dict], window_ms: int
     return {"future": future, "stale": stale, "checked": len(training)}
 
 
+def offline_violations(training: list[dict], chain: Chain, warehouse, start_ms: int) -> dict[str, int]:
+    """The same check for the offline features: each sample must carry the version valid at its time — the
+    latest of the empty start version and the published hourly versions (hour end + attribution window) at or
+    before it — and the entity's row of that version if it has one; ``future`` counts later versions."""
+    from airflow_rtml.offline.archive import data_files, hour_start_ms, read_partition
+
+    attribution = chain.attribution_minutes * 60_000
+    tables = chain.archive_tables(warehouse)
+    members: dict[str, dict[int, set]] = {"user": {}, "item": {}}
+    for kind in members:
+        table = tables[f"offline_{kind}_features"]
+        for dt_dir in sorted(Path(table.path).glob("dt=*")):
+            for hour_dir in sorted(dt_dir.glob("hour=*")):
+                values = (dt_dir.name[3:], hour_dir.name[5:])
+                if data_files(hour_dir):
+                    version = hour_start_ms(values) + HOUR_MS + attribution
+                    members[kind][version] = set(read_partition(table, values, columns=[kind]).column(kind).to_pylist())
+    future = stale = 0
+    for t in {r["imp_id"]: r for r in training}.values():
+        for kind, by_version in members.items():
+            got = t.get(f"{kind}_offline_version_ms")
+            valid = max((v for v in [start_ms, *by_version] if v <= t["ts_ms"]), default=None)
+            expected = valid if valid in by_version and t[kind] in by_version[valid] else None
+            if got is not None and got > t["ts_ms"]:
+                future += 1
+            elif got != expected:
+                stale += 1
+    return {"future": future, "stale": stale, "checked": len(training)}
+
+
 def truth_check(reports: list[dict], ledgers) -> dict:
     """Every evaluated hour against the source's ground truth: clicks per bucket exactly, and impressions in
     total (on-time ones plus the hour's late ones, which the label join still labels). ``ok`` is False on any
@@ -130,22 +161,38 @@ def truth_check(reports: list[dict], ledgers) -> dict:
     return {"ok": ok and bool(hours), "hours": hours}
 
 
-def freshness(api: AirflowApi, chain: Chain, since: str) -> dict[str, float]:
-    """Window closed (watermark crossing first observed) → model version registered, seconds per hour."""
+def _since_window_closed(api: AirflowApi, since: str, window_asset: str, stream: str, done_asset: str,
+                         window_of) -> dict[str, float]:
+    """Seconds from a window's close (its watermark crossing, first observed: the window asset event's
+    ``crossed_at_ms``) to the ``done_asset`` event that ``window_of(extra)`` maps to that window, per hour."""
     crossed: dict[int, int] = {}
-    for ev in api.asset_events("rtml_demo_training_sample_hours", since):
+    for ev in api.asset_events(window_asset, since):
         extra = ev.get("extra") or {}
-        if extra.get("stream") == chain.jobs["sample_features"] and extra.get("crossed_at_ms"):
+        if extra.get("stream") == stream and extra.get("crossed_at_ms"):
             for w in extra.get("windows", []):
                 crossed[w["start_ms"]] = extra["crossed_at_ms"]
     out = {}
-    for ev in api.asset_events("rtml_demo_model", since):
-        extra = ev.get("extra") or {}
-        start = extra.get("hour_start_ms")
-        if extra.get("chain") == chain.job_prefix and start in crossed:
-            registered = datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00")).timestamp()
-            out[_iso(start)] = round(registered - crossed[start] / 1000, 2)
+    for ev in api.asset_events(done_asset, since):
+        start = window_of(ev.get("extra") or {})
+        if start in crossed:
+            done = datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00")).timestamp()
+            out[_iso(start)] = round(done - crossed[start] / 1000, 2)
     return out
+
+
+def freshness(api: AirflowApi, chain: Chain, since: str) -> dict[str, float]:
+    """Window closed (watermark crossing first observed) → model version registered, seconds per hour."""
+    return _since_window_closed(
+        api, since, "rtml_demo_training_sample_hours", chain.jobs["sample_features"], "rtml_demo_model",
+        lambda extra: extra.get("hour_start_ms") if extra.get("chain") == chain.job_prefix else None)
+
+
+def partition_visible(api: AirflowApi, chain: Chain, since: str) -> dict[str, float]:
+    """Archive window closed (crossing first observed) → its Hive partitions registered, seconds per hour."""
+    return _since_window_closed(
+        api, since, "rtml_demo_archive_hours", chain.jobs["archive"], "rtml_demo_archive",
+        lambda extra: extra.get("window_start_ms")
+        if any(p.startswith(f"{chain.hive_db}.") for p in extra.get("partitions", {})) else None)
 
 
 def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: int = 7,
@@ -204,6 +251,7 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
         summary = _summary(stack, chain, ledgers, ledger_summary(ledgers[:hours]), trained, evaluated)
         summary["hive"] = hive_summary(stack, chain, sorted(hour_keys))
         summary["freshness_s"] = freshness(api, chain, since)
+        summary["partition_visible_s"] = partition_visible(api, chain, since)
         summary["wall_seconds"] = round(time.monotonic() - t0, 1)
     finally:
         if not keep:
@@ -259,8 +307,14 @@ def hive_summary(stack: LocalStack, chain: Chain, hour_keys: list[str]) -> dict:
                 registered = partition_exists(client, table.db, table.table, values)
                 row[name] = read_partition(table, values).num_rows if registered else None
             out[key] = row
-    return {"database": chain.hive_db, "partitions": out,
-            "archive_late": len(read_topic(chain.bootstrap, chain.topics["archive_late"]))}
+    late = read_topic(chain.bootstrap, chain.topics["archive_late"])
+    late_per_hour: dict[str, dict[str, int]] = {}
+    for r in late:
+        table = r["source_topic"].rsplit(".", 1)[-1]
+        key = _iso(r["ts_ms"] // HOUR_MS * HOUR_MS)
+        late_per_hour.setdefault(key, {}).setdefault(table, 0)
+        late_per_hour[key][table] += 1
+    return {"database": chain.hive_db, "partitions": out, "archive_late": len(late), "archive_late_per_hour": late_per_hour}
 
 
 def _summary(stack, chain: Chain, ledgers, truth: dict, trained: list[dict], evaluated: list[dict]) -> dict:
@@ -296,6 +350,8 @@ def _summary(stack, chain: Chain, ledgers, truth: dict, trained: list[dict], eva
         "dead_letter": {"counted": len(dead), "injected": sum(led.malformed for led in ledgers)},
         "late": {"counted": len(late), "injected": sum(led.late for led in ledgers)},
         "feature_crossing": feature_violations(in_hours, samples, chain.feature_window_minutes * 60_000),
+        "offline_feature_crossing": offline_violations(in_hours, chain, stack.cfg.warehouse_dir,
+                                                       min(trained_ms, default=0)),
         "reports_dir": str(demo_dir / "reports"),
         "airflow_ui": stack.cfg.airflow_url,
     }
@@ -324,6 +380,9 @@ def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
     if s.get("freshness_s"):
         out("freshness (window closed → model version registered): "
             + ", ".join(f"{h[11:16]} {v:.1f}s" for h, v in sorted(s["freshness_s"].items())))
+    if s.get("partition_visible_s"):
+        out("archive window closed → Hive partitions registered: "
+            + ", ".join(f"{h[11:16]} {v:.1f}s" for h, v in sorted(s["partition_visible_s"].items())))
     if s.get("hive"):
         h = s["hive"]
         out(f"Hive partitions registered (database {h['database']}; rows, '-' = not registered):")
@@ -332,4 +391,8 @@ def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
         out(f"records behind the archive's watermark (kept in the archive-late topic): {h['archive_late']}")
     fc = s["feature_crossing"]
     out(f"feature-crossing violations: {fc['future']} future, {fc['stale']} stale, of {fc['checked']} samples")
+    if s.get("offline_feature_crossing"):
+        oc = s["offline_feature_crossing"]
+        out(f"offline-feature crossing violations: {oc['future']} future, {oc['stale']} stale, of {oc['checked']} "
+            "samples")
     out(f"reports: {s['reports_dir']}   Airflow UI: {s['airflow_ui']} (DAGs tagged 'demo')")

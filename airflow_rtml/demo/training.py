@@ -67,7 +67,9 @@ def _features(row: dict) -> dict[str, Any]:
     return {f"user={row['user']}": 1, f"item={row['item']}": 1, f"bucket={row['bucket']}": 1,
             "user_ctr": num(row.get("user_ctr")), "item_ctr": num(row.get("item_ctr")),
             "user_seen": 0.0 if row.get("user_ctr") is None else 1.0,
-            "item_seen": 0.0 if row.get("item_ctr") is None else 1.0}
+            "item_seen": 0.0 if row.get("item_ctr") is None else 1.0,
+            # Offline long-window features (batch → stream, joined as of the sample's time; None before any).
+            "user_ctr_7d": num(row.get("user_ctr_7d")), "item_ctr_7d": num(row.get("item_ctr_7d"))}
 
 
 def featurize(rows: list[dict]):

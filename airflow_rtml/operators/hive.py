@@ -39,7 +39,8 @@ class ArchivePartitionOperator(BaseOperator):
     (readable Parquet, the table's columns) — one failing table registers none. Then, per table: create the database and the external table if missing (an existing table with
     other columns raises :class:`~airflow_rtml.exceptions.ArchiveSchemaMismatch` before anything is registered),
     then register the partition (``ifNotExists``: a retry or a second run is a no-op that returns
-    ``registered=False``). Returns a list of :class:`PartitionResult`.
+    ``registered=False``). Returns a list of :class:`PartitionResult`; the asset event of each outlet carries
+    ``window_start_ms``, ``window_end_ms`` and ``partitions`` (partition name → rows).
 
     Templated fields: ``tables``, ``partition_key`` (Airflow renders each table's db, table and path too).
 
@@ -92,4 +93,9 @@ class ArchivePartitionOperator(BaseOperator):
                 out.append(PartitionResult(table=table.name, partition=table.partition_ref(values),
                                            location=str(table.partition_dir(values)), files=len(files), rows=rows,
                                            registered=added))
+        # Each outlet's asset event says which partitions of which hour are now visible (and how big).
+        events = context.get("outlet_events") if hasattr(context, "get") else None
+        for outlet in (getattr(self, "outlets", None) or []) if events is not None else []:
+            events[outlet].extra.update({"window_start_ms": window.start_ms, "window_end_ms": window.end_ms,
+                                         "partitions": {r["partition"]: r["rows"] for r in out}})
         return out

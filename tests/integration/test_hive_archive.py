@@ -117,6 +117,17 @@ def test_a_partition_is_registered_once_and_only_after_flink_committed_it(stack,
                                f"FROM {chain.hive_db}.samples GROUP BY hour")
     assert counts == [[values[1], 120, 120, 0, 119]], counts
 
+    # A corrupt file in a registered partition: both readers fail naming it (ours before Spark is even started).
+    from airflow_rtml.exceptions import ArchiveFileCorrupt
+    from airflow_rtml.offline.archive import read_partition
+
+    bad = tables["samples"].partition_dir(values) / "part-corrupt-0"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(ArchiveFileCorrupt, match="part-corrupt-0"):
+        read_partition(tables["samples"], values)
+    rc, err = _spark_sql(stack, f"SELECT count(*) FROM {chain.hive_db}.samples", expect_failure=True)
+    assert rc != 0 and "part-corrupt-0" in err, err[-2000:]
+
 
 @pytest.mark.timeout(120)
 def test_a_missing_partition_times_out_naming_it(stack, archive, capfd):
@@ -151,8 +162,9 @@ def test_another_schema_or_another_location_is_refused_and_changes_nothing(stack
         assert len(client.get_partitions(t.db, t.table, 10)) == 1  # registered twice: still one partition
 
 
-def _spark_sql(stack, query: str) -> list[list]:
-    """Run ``query`` in a real Spark session (the stack's Spark venv) on the stack's metastore; rows as lists."""
+def _spark_sql(stack, query: str, expect_failure: bool = False):
+    """Run ``query`` in a real Spark session (the stack's Spark venv) on the stack's metastore; rows as lists
+    (``expect_failure``: the exit code and stderr instead)."""
     from airflow_rtml.offline.spark import spark_conf
 
     conf = " ".join(f".config({k!r}, {v!r})" for k, v in spark_conf(stack.cfg.hive_metastore_uri).items())
@@ -162,6 +174,8 @@ def _spark_sql(stack, query: str) -> list[list]:
     proc = subprocess.run([str(stack.cfg.spark_python), "-c", code], capture_output=True, text=True, timeout=240,
                           env={"SPARK_LOCAL_IP": "127.0.0.1", "PATH": "/usr/bin:/bin",
                                "JAVA_HOME": __import__("airflow_rtml.local.config", fromlist=["java_home"]).java_home()})
+    if expect_failure:
+        return proc.returncode, proc.stderr + proc.stdout
     rows = [line for line in proc.stdout.splitlines() if line.startswith("ROWS=")]
     assert proc.returncode == 0 and rows, f"Spark failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
     return json.loads(rows[0][5:])

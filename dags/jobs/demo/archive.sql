@@ -49,7 +49,7 @@ CREATE TEMPORARY TABLE samples_in (
     kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
     ts AS TO_TIMESTAMP_LTZ(ts_ms, 3),
     arrival AS PROCTIME(),
-    WATERMARK FOR ts AS ts - INTERVAL '{samples_delay_seconds}' SECOND(3)
+    WATERMARK FOR ts AS ts - INTERVAL '{archive_samples_delay_minutes}' MINUTE
 ) WITH ('connector' = 'kafka', 'topic' = '{samples_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
 
@@ -96,7 +96,7 @@ FROM clicks_in WHERE ts_ms IS NOT NULL AND JSON_VALUE(line, '$.imp_id') IS NOT N
 CREATE TEMPORARY VIEW samples_on_time AS
 SELECT imp_id, `user`, item, bucket, ts_ms, label, kafka_partition, kafka_offset, ts, kafka_ts,
        COALESCE(ts_ms < MAX(ts_ms) OVER (ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-                        - {samples_delay_seconds} * 1000, FALSE) AS is_late
+                        - {archive_samples_delay_seconds} * 1000, FALSE) AS is_late
 FROM samples_in WHERE ts_ms IS NOT NULL;
 
 EXECUTE STATEMENT SET BEGIN
