@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from airflow_rtml.offline.archive import ArchiveTable
+from airflow_rtml.offline.archive import HOURLY_PARTITION_COMMIT, ArchiveTable
 
 _KAFKA = (("kafka_partition", "int"), ("kafka_offset", "bigint"), ("kafka_ts_ms", "bigint"))
 _SAMPLE = (("imp_id", "string"), ("user", "string"), ("item", "string"), ("bucket", "string"), ("ts_ms", "bigint"),
@@ -95,6 +95,7 @@ class Chain:
                   "samples_delay_seconds": self.samples_delay_seconds,
                   "archive_samples_delay_seconds": self.archive_samples_delay_seconds,
                   "archive_samples_delay_minutes": self.archive_samples_delay_seconds // 60,
+                  "hourly_partition_commit": HOURLY_PARTITION_COMMIT,
                   **{f"{k}_path": t.location for k, t in self.archive_tables(warehouse).items()}}
         values["samples_in"] = (Path(jobs_dir) / "_samples_in.sql").read_text().format(**values)
         return (Path(jobs_dir) / f"{job}.sql").read_text().format(**values)

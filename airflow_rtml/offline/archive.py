@@ -25,6 +25,18 @@ from airflow_rtml.exceptions import ArchiveFileCorrupt, ArchiveSchemaMismatch, P
 HOUR_MS = 3_600_000
 SUCCESS_FILE = "_SUCCESS"
 
+#: The ``WITH`` options of a Flink filesystem sink partitioned by ``dt``/``hour`` that commits each hour (writes
+#: ``_SUCCESS``) the instant it is closed in event time. Flink commits when ``watermark > partition start + delay``;
+#: a delay of 1 h - 2 ms makes that ``watermark >= hour end - 1 ms`` — the instant airflow-rtml's window signal
+#: calls the hour closed (a watermark t promises no more records at or before t), never earlier. With ``1 h`` a
+#: stream whose watermark rests exactly on the boundary would never commit the hour.
+HOURLY_PARTITION_COMMIT = (
+    "'sink.partition-commit.trigger' = 'partition-time', "
+    "'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',\n"
+    "    'sink.partition-commit.delay' = '3599998 ms', 'sink.partition-commit.watermark-time-zone' = 'UTC',\n"
+    "    'sink.partition-commit.policy.kind' = 'success-file'"
+)
+
 #: Hive type of each Arrow type the archive writes (what Flink's Parquet writer produces for our SQL types).
 HIVE_TYPES = {"string": "string", "large_string": "string", "int64": "bigint", "int32": "int", "double": "double",
               "float": "float", "bool": "boolean", "timestamp[ms]": "timestamp", "timestamp[us]": "timestamp",

@@ -3,10 +3,8 @@
 -- and timestamp: the order the live topic held it in, for a backfill to replay.
 --
 -- A partition is committed (its _SUCCESS file written) once the sink's watermark has passed the hour's end and the
--- checkpoint holding its files completed ('partition-time' trigger). Flink commits when watermark > partition start
--- + delay; a delay of 1 h - 2 ms makes that "watermark >= hour end - 1 ms": the instant the hour is closed, the
--- same instant airflow-rtml's window signal uses (a watermark t promises no more records at or before t), never
--- earlier. With '1 h' a stream whose watermark rests exactly on the boundary would never commit the hour. A record that arrives behind the
+-- checkpoint holding its files completed: {{hourly_partition_commit}} is airflow_rtml.offline.archive's
+-- HOURLY_PARTITION_COMMIT, which commits at watermark >= hour end - 1 ms, the instant the window signal uses. A record that arrives behind the
 -- watermark could land in a partition already committed; it goes to the archive-late topic instead (counted,
 -- whole, not lost), so a committed partition never changes. "Behind" is decided as the label join decides it:
 -- more than the watermark delay behind the highest event time that arrived before it. The source's watermark is
@@ -56,24 +54,18 @@ CREATE TEMPORARY TABLE samples_in (
 CREATE TEMPORARY TABLE impressions_archive (
     line STRING, ts_ms BIGINT, kafka_partition INT, kafka_offset BIGINT, kafka_ts_ms BIGINT, dt STRING, `hour` STRING
 ) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'filesystem', 'path' = '{impressions_path}', 'format' = 'parquet',
-    'sink.partition-commit.trigger' = 'partition-time', 'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',
-    'sink.partition-commit.delay' = '3599998 ms', 'sink.partition-commit.watermark-time-zone' = 'UTC',
-    'sink.partition-commit.policy.kind' = 'success-file');
+    {hourly_partition_commit});
 
 CREATE TEMPORARY TABLE clicks_archive (
     line STRING, ts_ms BIGINT, kafka_partition INT, kafka_offset BIGINT, kafka_ts_ms BIGINT, dt STRING, `hour` STRING
 ) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'filesystem', 'path' = '{clicks_path}', 'format' = 'parquet',
-    'sink.partition-commit.trigger' = 'partition-time', 'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',
-    'sink.partition-commit.delay' = '3599998 ms', 'sink.partition-commit.watermark-time-zone' = 'UTC',
-    'sink.partition-commit.policy.kind' = 'success-file');
+    {hourly_partition_commit});
 
 CREATE TEMPORARY TABLE samples_archive (
     imp_id STRING, `user` STRING, item STRING, bucket STRING, ts_ms BIGINT, label INT,
     kafka_partition INT, kafka_offset BIGINT, kafka_ts_ms BIGINT, dt STRING, `hour` STRING
 ) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'filesystem', 'path' = '{samples_path}', 'format' = 'parquet',
-    'sink.partition-commit.trigger' = 'partition-time', 'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',
-    'sink.partition-commit.delay' = '3599998 ms', 'sink.partition-commit.watermark-time-zone' = 'UTC',
-    'sink.partition-commit.policy.kind' = 'success-file');
+    {hourly_partition_commit});
 
 -- Records behind the watermark, whole, with where they came from (the demo's summary counts them).
 CREATE TEMPORARY TABLE archive_late (

@@ -59,9 +59,7 @@ CREATE TEMPORARY TABLE training_samples_archive (
     user_ctr_7d DOUBLE, user_offline_version_ms BIGINT, item_ctr_7d DOUBLE, item_offline_version_ms BIGINT,
     dt STRING, `hour` STRING
 ) PARTITIONED BY (dt, `hour`) WITH ('connector' = 'filesystem', 'path' = '{training_samples_path}', 'format' = 'parquet',
-    'sink.partition-commit.trigger' = 'partition-time', 'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00',
-    'sink.partition-commit.delay' = '3599998 ms', 'sink.partition-commit.watermark-time-zone' = 'UTC',
-    'sink.partition-commit.policy.kind' = 'success-file');
+    {hourly_partition_commit});
 
 CREATE TEMPORARY VIEW joined AS
 SELECT s.imp_id, s.`user`, s.item, s.bucket, s.ts_ms, s.label, s.ts,
