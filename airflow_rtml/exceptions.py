@@ -177,6 +177,24 @@ class ArchiveFileCorrupt(OfflineError):
     """A file of a partition cannot be read as Parquet; the message names the file."""
 
 
+class BackfillError(OfflineError):
+    """A feature backfill cannot run as asked (a bad range, nothing to replay, a replay job that failed)."""
+
+
+class BackfillSourceNotSwappable(BackfillError):
+    """The feature SQL has no source (or sink) DDL the backfill can swap; the message says which form is needed."""
+
+
+class BackfillPartitionsMissing(BackfillError):
+    """Archive partitions of the range are not committed or not registered; the message lists them. Raised before
+    anything runs."""
+
+
+class BackfillOverlapsLiveJob(BackfillError):
+    """The live feature job is running and has already passed the range's start: its output and the backfill's
+    would overlap. Refused unless explicitly allowed."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The error vocabulary, mapped once. A stream reader turns what went wrong into an error kind (exception ->
 # kind: :func:`error_kind`); a wait that ends on it carries the kind as its event's ``reason``; the task that
