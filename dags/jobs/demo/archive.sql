@@ -6,10 +6,11 @@
 -- checkpoint holding its files completed: {{hourly_partition_commit}} is airflow_rtml.offline.archive's
 -- HOURLY_PARTITION_COMMIT, which commits at watermark >= hour end - 1 ms, the instant the window signal uses. A record that arrives behind the
 -- watermark could land in a partition already committed; it goes to the archive-late topic instead (counted,
--- whole, not lost), so a committed partition never changes. "Behind" is decided as the label join decides it:
--- more than the watermark delay behind the highest event time that arrived before it. The source's watermark is
--- never above that bound (it is the minimum over partitions of each one's highest time, minus the delay), so a
--- record kept in the archive is never behind the watermark that commits its partition. Malformed records (no event time) are not
+-- whole, not lost), so a committed partition never changes. "Behind" is Flink's own test, ts <= CURRENT_WATERMARK(ts),
+-- made where the record enters: the sink's watermark is never ahead of that for this record (records and
+-- watermarks travel in order), so a record kept is never in a partition its sink has committed. It depends only
+-- on the watermark, which for a topic of several partitions is the minimum over them: a partition read ahead of
+-- the others (catching up) does not make the others' records late. Malformed records (no event time) are not
 -- archived here: the label join routes them to the dead-letter topic.
 CREATE TEMPORARY TABLE impressions_in (
     line STRING,
@@ -21,7 +22,6 @@ CREATE TEMPORARY TABLE impressions_in (
     ts AS TO_TIMESTAMP_LTZ(CASE WHEN JSON_VALUE(line, '$.imp_id') IS NOT NULL AND JSON_VALUE(line, '$.user') IS NOT NULL
               AND JSON_VALUE(line, '$.item') IS NOT NULL AND JSON_VALUE(line, '$.bucket') IN ('control', 'treatment')
          THEN COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0) ELSE 0 END, 3),
-    arrival AS PROCTIME(),
     WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND(3)
 ) WITH ('connector' = 'kafka', 'topic' = '{impressions_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'raw');
@@ -35,7 +35,6 @@ CREATE TEMPORARY TABLE clicks_in (
     -- A malformed record's time never drives the watermark (one bad record must not make every later one late):
     ts AS TO_TIMESTAMP_LTZ(CASE WHEN JSON_VALUE(line, '$.imp_id') IS NOT NULL
          THEN COALESCE(TRY_CAST(JSON_VALUE(line, '$.ts') AS BIGINT), 0) ELSE 0 END, 3),
-    arrival AS PROCTIME(),
     WATERMARK FOR ts AS ts - INTERVAL '{lateness_seconds}' SECOND(3)
 ) WITH ('connector' = 'kafka', 'topic' = '{clicks_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'raw');
@@ -46,7 +45,6 @@ CREATE TEMPORARY TABLE samples_in (
     kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
     kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
     ts AS TO_TIMESTAMP_LTZ(ts_ms, 3),
-    arrival AS PROCTIME(),
     WATERMARK FOR ts AS ts - INTERVAL '{archive_samples_delay_minutes}' MINUTE
 ) WITH ('connector' = 'kafka', 'topic' = '{samples_topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'properties.group.id' = '{job_name}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
@@ -75,20 +73,17 @@ CREATE TEMPORARY TABLE archive_late (
 
 CREATE TEMPORARY VIEW impressions_on_time AS
 SELECT line, ts_ms, kafka_partition, kafka_offset, ts, kafka_ts,
-       COALESCE(ts_ms < MAX(ts_ms) OVER (ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-                        - {lateness_seconds} * 1000, FALSE) AS is_late
+       COALESCE(ts <= CURRENT_WATERMARK(ts), FALSE) AS is_late
 FROM impressions_in WHERE ts_ms IS NOT NULL AND JSON_VALUE(line, '$.imp_id') IS NOT NULL;
 
 CREATE TEMPORARY VIEW clicks_on_time AS
 SELECT line, ts_ms, kafka_partition, kafka_offset, ts, kafka_ts,
-       COALESCE(ts_ms < MAX(ts_ms) OVER (ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-                        - {lateness_seconds} * 1000, FALSE) AS is_late
+       COALESCE(ts <= CURRENT_WATERMARK(ts), FALSE) AS is_late
 FROM clicks_in WHERE ts_ms IS NOT NULL AND JSON_VALUE(line, '$.imp_id') IS NOT NULL;
 
 CREATE TEMPORARY VIEW samples_on_time AS
 SELECT imp_id, `user`, item, bucket, ts_ms, label, kafka_partition, kafka_offset, ts, kafka_ts,
-       COALESCE(ts_ms < MAX(ts_ms) OVER (ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-                        - {archive_samples_delay_seconds} * 1000, FALSE) AS is_late
+       COALESCE(ts <= CURRENT_WATERMARK(ts), FALSE) AS is_late
 FROM samples_in WHERE ts_ms IS NOT NULL;
 
 EXECUTE STATEMENT SET BEGIN
