@@ -26,7 +26,7 @@ from airflow_rtml.progress import describe
 
 DAGS = ("rtml_demo_streams", "rtml_demo_sample_hours", "rtml_demo_train_hourly", "rtml_demo_eval_hours",
         "rtml_demo_evaluate_hourly", "rtml_demo_archive_hours", "rtml_demo_archive_commit",
-        "rtml_demo_offline_features")
+        "rtml_demo_offline_features", "feature_backfill")
 CONTINUOUS = ("rtml_demo_sample_hours", "rtml_demo_eval_hours", "rtml_demo_archive_hours")
 
 
@@ -58,10 +58,15 @@ class AirflowApi:
             for run in runs.get("dag_runs", []):
                 self.c.patch(f"/dags/{dag}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
 
-    def trigger(self, dag: str) -> str:
+    def trigger(self, dag: str, conf: dict | None = None) -> str:
         run_id = f"rtml-demo-{time.time_ns()}"
-        self.c.post(f"/dags/{dag}/dagRuns", json={"dag_run_id": run_id, "logical_date": None}).raise_for_status()
+        body = {"dag_run_id": run_id, "logical_date": None, **({"conf": conf} if conf else {})}
+        self.c.post(f"/dags/{dag}/dagRuns", json=body).raise_for_status()
         return run_id
+
+    def xcom(self, dag: str, run_id: str, task_id: str, key: str = "return_value"):
+        resp = self.c.get(f"/dags/{dag}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
+        return resp.json().get("value") if resp.status_code == 200 else None
 
     def partition_runs(self, dag: str, keys: set[str], since_iso: str) -> list[dict]:
         """Successful runs of ``dag`` for these partition keys, created since ``since_iso`` (this demo's)."""
@@ -196,8 +201,12 @@ def partition_visible(api: AirflowApi, chain: Chain, since: str) -> dict[str, fl
 
 
 def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: int = 7,
-             progress: Callable[[str], None] = print, timeout_s: float | None = None) -> dict:
-    """Run the chain for ``hours`` event-time hours; return the summary (also printed by the CLI)."""
+             progress: Callable[[str], None] = print, timeout_s: float | None = None, backfill_hours: int = 0) -> dict:
+    """Run the chain for ``hours`` event-time hours; return the summary (also printed by the CLI).
+
+    ``backfill_hours``: then replay the first that many archived hours through the live feature SQL (DAG
+    ``feature_backfill``) and check the result equals the live job's output row for row (``summary["backfill"]``).
+    """
     from airflow_rtml.demo.source import DemoConfig, ledger_summary, run_source
 
     stack = LocalStack(progress=lambda m: progress(f"  {m}"))
@@ -252,6 +261,8 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
         summary["hive"] = hive_summary(stack, chain, sorted(hour_keys))
         summary["freshness_s"] = freshness(api, chain, since)
         summary["partition_visible_s"] = partition_visible(api, chain, since)
+        if backfill_hours:
+            summary["backfill"] = run_backfill(api, source_cfg.start_ms, min(backfill_hours, hours), progress)
         summary["wall_seconds"] = round(time.monotonic() - t0, 1)
     finally:
         if not keep:
@@ -263,6 +274,31 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
                 progress("[demo] stopping the services this demo started")
                 stack.down()
     return summary
+
+
+def run_backfill(api: AirflowApi, start_ms: int, hours: int, progress: Callable[[str], None],
+                 timeout_s: float = 900) -> dict:
+    """Trigger ``feature_backfill`` over the chain's first ``hours`` hours; its verify task's equality reports."""
+    conf = {"start": _iso(start_ms), "end": _iso(start_ms + hours * HOUR_MS), "allow_live_overlap": True}
+    progress(f"[demo] backfilling {conf['start']} .. {conf['end']} through the live feature SQL (DAG feature_backfill)")
+    run_id, t0 = api.trigger("feature_backfill", conf), time.monotonic()
+    state = "queued"
+    while state not in ("success", "failed") and time.monotonic() - t0 < timeout_s:
+        time.sleep(5)
+        state = api.run_state("feature_backfill", run_id)
+    result = api.xcom("feature_backfill", run_id, "backfill_features") or {}
+    reports = api.xcom("feature_backfill", run_id, "verify_equal_to_live") or {}
+    out = {"range": [conf["start"], conf["end"]], "state": state, "seconds": round(time.monotonic() - t0, 1),
+           "input_records": result.get("input_records"), "steps_s": result.get("seconds"),
+           "equal": state == "success" and bool(reports) and all(r.get("equal") for r in reports.values()),
+           "reports": {k: {f: r[f] for f in ("matched", "missing", "extra", "missing_ratio", "extra_ratio",
+                                             "duplicates_backfill")}
+                           | {"mismatch": {n: s["mismatches"] for n, s in r["features"].items()},
+                              "smape": {n: s["smape"] for n, s in r["features"].items()}}
+                       for k, r in reports.items()}}
+    if state != "success":
+        out["failed_tasks"] = api.failed_tasks("feature_backfill", run_id)
+    return out
 
 
 def _progress(stack: LocalStack, job_name: str) -> int | None:
@@ -395,4 +431,11 @@ def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
         oc = s["offline_feature_crossing"]
         out(f"offline-feature crossing violations: {oc['future']} future, {oc['stale']} stale, of {oc['checked']} "
             "samples")
+    if s.get("backfill"):
+        b = s["backfill"]
+        out(f"backfill {b['range'][0]} .. {b['range'][1]} (live feature SQL replayed, {b['input_records']} samples, "
+            f"{b['seconds']} s): " + ("EQUAL to the live output" if b["equal"] else f"DIFFERS ({b['state']})"))
+        for sink, r in b["reports"].items():
+            out(f"  {sink}: {r['matched']} rows matched, missing {r['missing']}, extra {r['extra']}, mismatches "
+                + ", ".join(f"{n} {m}" for n, m in r["mismatch"].items()))
     out(f"reports: {s['reports_dir']}   Airflow UI: {s['airflow_ui']} (DAGs tagged 'demo')")

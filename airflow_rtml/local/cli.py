@@ -28,6 +28,22 @@ def _cmd_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backfill_verify(args: argparse.Namespace) -> int:
+    from airflow_rtml.offline.archive import ArchiveTable
+    from airflow_rtml.offline.backfill import check_range, parse_time
+    from airflow_rtml.offline.equality import live_vs_backfill
+
+    start, end = parse_time(args.start), parse_time(args.end)
+    check_range(start, end)
+    table = ArchiveTable("backfill", Path(args.table_path).name, args.table_path, ())
+    report = live_vs_backfill(args.bootstrap, args.topic, table, args.key, start, end,
+                              version_column=args.version_column, features=args.feature)
+    print(report.summary())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2, default=str))
+    return 0 if report.equal else 1
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from airflow_rtml.local.stack import LocalStack
 
@@ -128,12 +144,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from airflow_rtml.demo.run import print_summary, run_demo
 
     summary = run_demo(hours=args.hours, keep=args.keep, speedup=args.speedup, seed=args.seed,
-                       progress=_progress_printer())
+                       progress=_progress_printer(), backfill_hours=args.backfill_hours)
     print_summary(summary)
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     if not summary.get("truth_check", {}).get("ok"):
         print("rtml demo: the evaluation does not match the source's ground truth (see MISMATCH above)", file=sys.stderr)
+        return 1
+    if args.backfill_hours and not summary.get("backfill", {}).get("equal"):
+        print("rtml demo: the backfill differs from the live feature job's output (see above)", file=sys.stderr)
         return 1
     return 0
 
@@ -181,6 +200,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--topic", required=True, help="the progress topic")
         p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
 
+    back = sub.add_parser("backfill", help="feature backfill tools")
+    bsub = back.add_subparsers(dest="command", required=True)
+    ver = bsub.add_parser(
+        "verify", help="compare a backfill's versioned Hive table with the live job's topic (exit 1 unless equal)",
+        description="Row for row over [--from, --to): mismatch / missing / extra ratios and SMAPE per feature "
+                    "(Chronon's consistency metrics). The live rows are read from the live job's upsert topic (its "
+                    "log keeps every version), the backfill's from the table's hourly partitions.")
+    ver.add_argument("--topic", required=True, help="the live job's output topic")
+    ver.add_argument("--table-path", required=True, help="the backfill's versioned table folder (dt=/hour= inside)")
+    ver.add_argument("--key", action="append", required=True, help="entity key column (repeat for several)")
+    ver.add_argument("--from", dest="start", required=True, help="range start, a whole hour (ISO-8601 or ms)")
+    ver.add_argument("--to", dest="end", required=True, help="range end (exclusive), a whole hour")
+    ver.add_argument("--version-column", default="version_ms")
+    ver.add_argument("--feature", action="append", help="feature column to compare (default: all others)")
+    ver.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
+    ver.add_argument("--json", help="also write the report as JSON to this file")
+
     demo = sub.add_parser("demo", help="run the real-time ML chain end to end on the local stack",
                           description="Starts the stack and the chain, plays the synthetic source, prints a summary.")
     demo.add_argument("--hours", type=int, default=3, help="event-time hours to run (default 3)")
@@ -189,13 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="the synthetic source's seed")
     demo.add_argument("--keep", action="store_true", help="leave the stack and the chain running for exploring")
     demo.add_argument("--json", help="also write the summary as JSON to this file")
+    demo.add_argument("--backfill-hours", type=int, default=0, metavar="N",
+                      help="then replay the first N archived hours through the live feature SQL and check the "
+                           "result equals the live job's output row for row (DAG feature_backfill)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"install": _cmd_install, "up": _cmd_up, "status": _cmd_status, "down": _cmd_down, "env": _cmd_env,
-                "relay": _cmd_relay, "publish": _cmd_publish}
+                "relay": _cmd_relay, "publish": _cmd_publish, "verify": _cmd_backfill_verify}
     if args.group == "demo":
         handlers = {None: _cmd_demo}
         args.command = None

@@ -30,7 +30,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from airflow_rtml.exceptions import BackfillError, BackfillSourceNotSwappable
 from airflow_rtml.offline.archive import HOUR_MS, file_uri
@@ -236,6 +238,24 @@ def replay_source(source: TableDdl, files: Sequence[str | Path]) -> list[str]:
     out.append(f"CREATE TEMPORARY VIEW {source.name} AS\n"
                + "\nUNION ALL\n".join(f"SELECT * FROM {n}" for n in names))
     return out
+
+
+def parse_time(value: Any) -> int:
+    """ms since the epoch (UTC) from an int, an ISO-8601 string or a datetime."""
+    if isinstance(value, bool):
+        raise BackfillError(f"{value!r} is not a time")
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        raise BackfillError(f"{value!r} is neither ms since the epoch nor an ISO-8601 time. To fix this, pass e.g. "
+                            f"'2026-01-01T00:00:00Z'.") from None
 
 
 def check_range(start_ms: int, end_ms: int) -> None:

@@ -129,3 +129,23 @@ def compare(live: Iterable[Mapping[str, Any]], backfill: Iterable[Mapping[str, A
                           missing=missing, extra=extra, missing_ratio=missing / len(a) if a else 0.0,
                           extra_ratio=extra / len(b) if b else 0.0, duplicates_live=dup_a, duplicates_backfill=dup_b,
                           features=stats, examples=shown)
+
+
+def versions(rows: Iterable[Mapping[str, Any]], version_column: str, start_ms: int, end_ms: int) -> list[dict]:
+    """The rows whose version is in ``(start, end]``: what a backfill of ``[start, end)`` writes (a version is a
+    window end; the window holding data just before ``start`` ends at ``start`` and belongs to the hour before)."""
+    return [dict(r) for r in rows if r.get(version_column) is not None and start_ms < r[version_column] <= end_ms]
+
+
+def live_vs_backfill(bootstrap: str, topic: str, table, keys: Sequence[str], start_ms: int, end_ms: int, *,
+                     version_column: str = "version_ms", features: Sequence[str] | None = None) -> EqualityReport:
+    """Compare the live job's rows in its (upsert) Kafka ``topic`` — the log keeps every version — with a
+    backfill's versioned Hive ``table`` (an :class:`~airflow_rtml.offline.archive.ArchiveTable`) over
+    ``[start, end)``: the reusable check behind ``rtml backfill verify`` and the example DAG."""
+    from airflow_rtml.offline.archive import hour_values, read_partition
+    from airflow_rtml.offline.backfill import hours
+    from airflow_rtml.streams.topics import read_topic
+
+    live = versions(read_topic(bootstrap, topic), version_column, start_ms, end_ms)
+    back = [r for h in hours(start_ms, end_ms) for r in read_partition(table, hour_values(h)).to_pylist()]
+    return compare(live, versions(back, version_column, start_ms, end_ms), keys, features)

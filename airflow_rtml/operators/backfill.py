@@ -13,7 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -26,6 +26,7 @@ from airflow_rtml.offline.backfill import (
     check_range,
     hours,
     logical_partition_files,
+    parse_time,
     plan_replay,
     version_hour,
 )
@@ -50,24 +51,6 @@ class BackfillResult(TypedDict):
     seconds: dict[str, float]  # per step
 
 
-def to_ms(value: Any) -> int:
-    """ms since the epoch (UTC) from an int, an ISO-8601 string or a datetime."""
-    if isinstance(value, bool):
-        raise BackfillError(f"{value!r} is not a time")
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        raise BackfillError(f"{value!r} is neither ms since the epoch nor an ISO-8601 time. To fix this, pass e.g. "
-                            f"'2026-01-01T00:00:00Z'.") from None
-
-
 def _hours_of(td: timedelta | float | int) -> int:
     seconds = td.total_seconds() if isinstance(td, timedelta) else float(td)
     return -(-int(seconds * 1000) // HOUR_MS)  # whole hours, rounded up
@@ -86,7 +69,8 @@ class FeatureBackfillOperator(BaseOperator):
     ``(start, end]`` are written into hourly partitions of ``output_tables`` (the version's data hour, see
     :func:`~airflow_rtml.offline.backfill.version_hour`), replacing what a previous run wrote, and registered.
 
-    Templated fields: ``sql``, ``start``, ``end``, ``archive``, ``output_tables``, ``job_name``, ``staging_dir``.
+    Templated fields: ``sql``, ``start``, ``end``, ``archive``, ``output_tables``, ``job_name``, ``staging_dir``,
+    ``live_job_name``, ``allow_live_overlap`` (a rendered ``"True"``/``"false"`` counts as the boolean).
 
     :param sql: the live feature job's SQL, rendered (the *same* text the live job runs), or a path ending in
         ``.sql`` (read as a template).
@@ -125,7 +109,8 @@ class FeatureBackfillOperator(BaseOperator):
     :param metastore_conn_id: the ``hive_metastore`` connection; ``None`` checks the success files only.
     """
 
-    template_fields: Sequence[str] = ("sql", "start", "end", "archive", "output_tables", "job_name", "staging_dir")
+    template_fields: Sequence[str] = ("sql", "start", "end", "archive", "output_tables", "job_name", "staging_dir",
+                                      "live_job_name", "allow_live_overlap")
     template_ext: Sequence[str] = (".sql",)
     ui_color = "#e8f0fe"
 
@@ -162,7 +147,7 @@ class FeatureBackfillOperator(BaseOperator):
 
     # ------------------------------------------------------------------ steps
     def execute(self, context: Context) -> BackfillResult:
-        start_ms, end_ms = to_ms(self.start), to_ms(self.end)
+        start_ms, end_ms = parse_time(self.start), parse_time(self.end)
         check_range(start_ms, end_ms)
         plan = plan_replay(self.sql, self.source, keep=self.keep_tables)
         outputs = self._outputs(plan)
@@ -274,7 +259,10 @@ class FeatureBackfillOperator(BaseOperator):
         where = "an unknown watermark" if watermark is None else f"watermark {_iso(watermark)}"
         msg = (f"Live job {self.live_job_name} ({job.job_id}) is running with {where}, at or past the range's start "
                f"{_iso(start_ms)}: its output and the backfill's would overlap.")
-        if not self.allow_live_overlap:
+        allow = self.allow_live_overlap
+        if isinstance(allow, str):
+            allow = allow.strip().lower() in ("true", "1", "yes")
+        if not allow:
             raise BackfillOverlapsLiveJob(f"{msg} To fix this, backfill a range before its progress, stop the live "
                                           f"job first, or pass allow_live_overlap=True if that is intended.")
         self.log.warning("%s Continuing: allow_live_overlap=True.", msg)
