@@ -28,7 +28,6 @@ from airflow_rtml.offline.backfill import (
     logical_partition_files,
     parse_time,
     plan_replay,
-    version_hour,
 )
 
 #: Hive type of each Flink SQL type a feature sink may declare (the versioned table's columns).
@@ -276,7 +275,12 @@ class FeatureBackfillOperator(BaseOperator):
                 "--time-column", self.time_column, "--tie-break", ",".join(self.tie_break)]
         if self.key_column:
             args += ["--key-column", self.key_column, "--partitions", str(self.partitions)]
-        args += [str(self.archive.partition_dir(hour_values(h))) for h in hour_starts]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        inputs = out.parent / "inputs.txt"  # months of hours do not fit a readable command line
+        inputs.write_text("".join(f"{self.archive.partition_dir(hour_values(h))}\n" for h in hour_starts))
+        args += ["--inputs-file", str(inputs)]
+        self.log.info("Spark: %d archive partition(s) %s .. %s -> %s", len(hour_starts), _iso(hour_starts[0]),
+                      _iso(hour_starts[-1]), out)
         SparkSubmitHook(conn_id=self.spark_conn_id, conf=dict(self.spark_conf or spark.spark_conf()),
                         env_vars=dict(self.spark_env or spark.spark_env()), name=f"rtml-backfill-{self.task_id}",
                         application_args=args).submit(application=str(LOGICAL_PARTITIONS_JOB))
@@ -322,33 +326,34 @@ class FeatureBackfillOperator(BaseOperator):
 
     def _write_versions(self, table: ArchiveTable, raw: Path, start_ms: int, end_ms: int) -> dict[str, int]:
         import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pj
         import pyarrow.parquet as pq
 
-        names = [c for c, _ in table.columns]
-        by_hour: dict[int, list[dict]] = {h: [] for h in hours(start_ms, end_ms)}
-        for f in sorted(raw.glob("**/*")) if raw.exists() else []:
-            if not f.is_file() or f.name.startswith((".", "_")):
-                continue  # Flink's in-progress and marker files
-            with f.open() as fh:
-                for line in fh:
-                    row = json.loads(line)
-                    v = row.get(self.version_column)
-                    if v is None or not start_ms < v <= end_ms:
-                        continue  # warm-up, look-ahead: read for correctness, never written
-                    by_hour[version_hour(v)].append({n: row.get(n) for n in names})
         types = {"string": pa.string(), "bigint": pa.int64(), "int": pa.int32(), "double": pa.float64(),
                  "float": pa.float32(), "boolean": pa.bool_()}
         schema = pa.schema([(n, types[t]) for n, t in table.columns])
+        parts = []
+        for f in sorted(raw.glob("**/*")) if raw.exists() else []:
+            if f.is_file() and not f.name.startswith((".", "_")) and f.stat().st_size:  # not Flink's in-progress
+                got = pj.read_json(f, parse_options=pj.ParseOptions(explicit_schema=schema,
+                                                                      unexpected_field_behavior="ignore"))
+                parts.append(got.select(schema.names).cast(schema))
+        rows = pa.concat_tables(parts) if parts else schema.empty_table()
+        v = rows.column(self.version_column)
+        rows = rows.filter(pc.and_(pc.greater(v, start_ms), pc.less_equal(v, end_ms)))  # warm-up, look-ahead: out
+        data_hour = pc.multiply(pc.divide(pc.subtract(rows.column(self.version_column), 1), HOUR_MS), HOUR_MS)
         counts = {}
-        for h, rows in by_hour.items():
+        for h in hours(start_ms, end_ms):
             values = hour_values(h)
             d = table.partition_dir(values)
             if d.exists():
                 shutil.rmtree(d)  # a re-run replaces the hour: never a second copy of a version
             d.mkdir(parents=True)
-            pq.write_table(pa.Table.from_pylist(rows, schema=schema), d / "part-backfill-0.parquet")
+            part = rows.filter(pc.equal(data_hour, h))
+            pq.write_table(part, d / "part-backfill-0.parquet")
             (d / SUCCESS_FILE).write_text("")
-            counts[table.partition_ref(values)] = len(rows)
+            counts[table.partition_ref(values)] = part.num_rows
         if self.metastore_conn_id:
             from airflow.providers.apache.hive.hooks.hive import HiveMetastoreHook
 
@@ -357,7 +362,7 @@ class FeatureBackfillOperator(BaseOperator):
             with HiveMetastoreHook(metastore_conn_id=self.metastore_conn_id).get_metastore_client() as client:
                 ensure_database(client, table.db, table.location.rsplit("/", 1)[0])
                 ensure_table(client, table.db, table.table, table.columns, table.location)
-                for h in by_hour:
+                for h in hours(start_ms, end_ms):
                     register_partition(client, table.db, table.table, hour_values(h),
                                        table.partition_location(hour_values(h)))
         self.log.info("%s: %d version row(s) in %d hourly partition(s)", table.name, sum(counts.values()), len(counts))

@@ -1,9 +1,11 @@
 """Spark: turn archive partitions into ordered *logical partitions* shaped like the live Kafka topic.
 
     spark-submit logical_partitions.py --out DIR [--order-column kafka_offset] [--partition-column kafka_partition]
-        [--key-column user --partitions N] [--time-column ts_ms --tie-break imp_id] INPUT_DIR [INPUT_DIR ...]
+        [--key-column user --partitions N] [--time-column ts_ms --tie-break imp_id]
+        (--inputs-file FILE | INPUT_DIR [INPUT_DIR ...])
 
-Reads the Parquet files of the given archive partition folders (``dt=…/hour=…``) and writes, for each logical
+Reads the Parquet files of the given archive partition folders (``dt=…/hour=…``; ``--inputs-file``: one per line,
+for months of hours) and writes, for each logical
 partition ``n``, exactly one JSON-lines file ``DIR/lp=<n>/part-*.json`` holding its records in replay order:
 
 * history archived from Kafka: logical partition = the record's Kafka partition, order = its Kafka offset — the
@@ -18,7 +20,6 @@ A summary line ``RTML_LOGICAL_PARTITIONS=<json>`` (records and offset range per 
 """
 
 import argparse
-import json
 import sys
 
 from pyspark.sql import SparkSession
@@ -34,8 +35,14 @@ def main(argv=None):
     p.add_argument("--partitions", type=int, default=None)
     p.add_argument("--time-column", default="ts_ms")
     p.add_argument("--tie-break", default="")
-    p.add_argument("inputs", nargs="+")
+    p.add_argument("--inputs-file", default=None)
+    p.add_argument("inputs", nargs="*")
     a = p.parse_args(argv)
+    if a.inputs_file:
+        with open(a.inputs_file) as fh:
+            a.inputs += [line.strip() for line in fh if line.strip()]
+    if not a.inputs:
+        sys.exit("No input folder: pass INPUT_DIR ... or --inputs-file.")
 
     spark = SparkSession.builder.appName("rtml-logical-partitions").getOrCreate()
     df = spark.read.parquet(*a.inputs)
@@ -55,15 +62,9 @@ def main(argv=None):
         order = [a.time_column, *ties, "_whole"]
     n = df.select("lp").distinct().count()
     ordered = df.repartition(max(n, 1), "lp").sortWithinPartitions("lp", *order)
-    stats = (ordered.groupBy("lp").agg(F.count(F.lit(1)).alias("records"),
-                                       *([F.min(a.order_column).alias("first_offset"),
-                                          F.max(a.order_column).alias("last_offset")] if a.order_column else []))
-             .collect())
     if "_whole" in ordered.columns:
         ordered = ordered.drop("_whole")
     ordered.write.mode("overwrite").partitionBy("lp").json(a.out)
-    summary = {str(r["lp"]): {k: r[k] for k in r.asDict() if k != "lp"} for r in stats}
-    print("RTML_LOGICAL_PARTITIONS=" + json.dumps(summary, sort_keys=True))
     spark.stop()
 
 
