@@ -60,8 +60,9 @@ def main(argv=None):
         ties = [c for c in a.tie_break.split(",") if c]
         df = df.withColumn("_whole", F.to_json(F.struct(*[F.col(c) for c in df.columns if c != "lp"])))
         order = [a.time_column, *ties, "_whole"]
-    n = df.select("lp").distinct().count()
-    ordered = df.repartition(max(n, 1), "lp").sortWithinPartitions("lp", *order)
+    # Each logical partition lands whole in one Spark partition (hash of lp), sorted; partitionBy then writes it
+    # as exactly one file of its own folder. No count of the partitions first: that would be a second full read.
+    ordered = df.repartition("lp").sortWithinPartitions("lp", *order)
     if "_whole" in ordered.columns:
         ordered = ordered.drop("_whole")
     ordered.write.mode("overwrite").partitionBy("lp").json(a.out)
