@@ -14,9 +14,12 @@ _BLOCK_START = re.compile(r"^\s*EXECUTE\s+STATEMENT\s+SET\s+BEGIN\b", re.IGNOREC
 _BLOCK_END = re.compile(r"^\s*END\s*$", re.IGNORECASE)
 
 
+_QUOTED_OR_COMMENT = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`)|--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
 def strip_comments(stmt: str) -> str:
-    """The statement without `--` and `/* */` comments (quotes are not considered: for classifying only)."""
-    return re.sub(r"--[^\n]*|/\*.*?\*/", "", stmt, flags=re.DOTALL).strip()
+    """The statement without `--` and `/* */` comments; quoted text is kept as it is (``'x--y'`` is no comment)."""
+    return _QUOTED_OR_COMMENT.sub(lambda m: m.group(1) or "", stmt).strip()
 
 
 def split_statements(sql: str) -> list[str]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,17 @@ from airflow_rtml.sql_script import split_statements, strip_comments
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(`[^`]+`|[\w.]+)\s*\(",
                            re.IGNORECASE)
 _INSERT = re.compile(r"\bINSERT\s+(?:INTO|OVERWRITE)\s+(`[^`]+`|[\w.]+)", re.IGNORECASE)
-_METADATA = re.compile(r"\s+METADATA(?:\s+FROM\s+'[^']*')?(?:\s+VIRTUAL)?\s*$", re.IGNORECASE)
+_METADATA = re.compile(r"\s+METADATA(?:\s+FROM\s+'[^']*')?(?:\s+VIRTUAL)?(?=\s+COMMENT\b|\s*$)", re.IGNORECASE)
 _WATERMARK = re.compile(r"^\s*WATERMARK\s+FOR\b", re.IGNORECASE)
+#: Statements a replay may run as the live SQL has them: they read, declare or configure, never write.
+_HARMLESS = re.compile(r"^\s*(CREATE\s+(TEMPORARY\s+)?VIEW|CREATE\s+(TEMPORARY\s+(SYSTEM\s+)?)?FUNCTION|SET\b|RESET\b|"
+                       r"ADD\s+JAR|USE\b|LOAD\s+MODULE|DROP\s+TEMPORARY\s+(VIEW|FUNCTION)\b)", re.IGNORECASE)
+_WRITES = re.compile(r"^\s*(INSERT\b|EXECUTE\s+STATEMENT\s+SET\b|BEGIN\s+STATEMENT\s+SET\b)", re.IGNORECASE)
+_WINDOW = re.compile(r"\b(TUMBLE|HOP|CUMULATE|SESSION)\s*\(", re.IGNORECASE)
+_TUMBLE_SIZE = re.compile(r"\bTUMBLE\s*\((?:[^()]|\([^()]*\))*?INTERVAL\s+'(\d+)'\s+(SECOND|MINUTE|HOUR|DAY)\S*\s*\)",
+                          re.IGNORECASE)
+_OVER = re.compile(r"\bOVER\s*\(", re.IGNORECASE)
+_UNIT_MS = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 _NEEDED = ("To fix this, declare it as one statement of the form\n"
            "    CREATE TEMPORARY TABLE <name> (<columns>, WATERMARK FOR <ts> AS <expr>) WITH ('connector' = ...);\n"
            "(an include such as {samples_in} is fine: the rendered SQL is what is read).")
@@ -83,6 +92,14 @@ class TableDdl:
         """The column list with each ``METADATA`` column turned into a physical one of the same type."""
         return ",\n    ".join(_METADATA.sub("", i.strip()) for i in self.items)
 
+    def primary_key(self) -> list[str]:
+        """The ``PRIMARY KEY (...)`` columns, if declared."""
+        for item in self.items:
+            m = re.match(r"(?is)^\s*(?:CONSTRAINT\s+\S+\s+)?PRIMARY\s+KEY\s*\(([^)]*)\)", item)
+            if m:
+                return [_ident(c.strip()) for c in m.group(1).split(",")]
+        return []
+
     def column_types(self) -> list[tuple[str, str]]:
         """(name, SQL type) of each non-computed column (metadata included), in order."""
         out = []
@@ -116,8 +133,12 @@ def _matching_paren(text: str, start: int) -> int:
     raise ValueError("unbalanced parentheses")
 
 
+_TYPE_OPEN = re.compile(r"(?i)\b(MAP|ARRAY|ROW|MULTISET)\s*$")
+
+
 def _top_level_split(text: str) -> list[str]:
-    items, depth, quote, buf = [], 0, None, []
+    """Split a column list on commas outside parentheses, quotes and type brackets (``MAP<STRING, BIGINT>``)."""
+    items, depth, angles, quote, buf = [], 0, 0, None, []
     for ch in text:
         if quote:
             quote = None if ch == quote else quote
@@ -127,7 +148,11 @@ def _top_level_split(text: str) -> list[str]:
             depth += 1
         elif ch == ")":
             depth -= 1
-        elif ch == "," and depth == 0:
+        elif ch == "<" and (angles or _TYPE_OPEN.search("".join(buf[-12:]))):
+            angles += 1
+        elif ch == ">" and angles:
+            angles -= 1
+        elif ch == "," and depth == 0 and not angles:
             items.append("".join(buf))
             buf = []
             continue
@@ -190,6 +215,20 @@ def plan_replay(sql: str, source: str, *, keep: Sequence[str] = ()) -> ReplayPla
     connector during the replay; that is refused unless named in ``keep`` (e.g. a static dimension table).
     """
     statements = split_statements(sql)
+    for s in statements:
+        text = strip_comments(s)
+        if parse_table(s) is None and not _HARMLESS.match(text) and not _WRITES.match(text):
+            raise BackfillSourceNotSwappable(
+                f"The feature SQL has a statement the replay cannot run safely: {text[:160]!r}. A replay runs only "
+                f"CREATE TABLE name (...) WITH (...), views, functions, SET/ADD JAR and INSERTs into swapped sinks; "
+                f"anything else (CREATE TABLE ... AS SELECT, CREATE OR REPLACE TABLE, ...) could write to a live "
+                f"system. To fix this, declare the sink with CREATE TEMPORARY TABLE and write it with INSERT INTO.")
+    jobs = [s for s in statements if _WRITES.match(strip_comments(s))]
+    if len(jobs) > 1:
+        raise BackfillSourceNotSwappable(
+            f"The feature SQL submits {len(jobs)} Flink jobs (INSERT statements outside one statement set); a replay "
+            f"is one job. To fix this, wrap the INSERTs in EXECUTE STATEMENT SET BEGIN ... END; (as the live job "
+            f"should, so all its sinks see one watermark).")
     tables = {_ident(t.name): t for t in (parse_table(s) for s in statements) if t is not None}
     targets = []
     for s in statements:
@@ -241,21 +280,39 @@ def replay_source(source: TableDdl, files: Sequence[str | Path]) -> list[str]:
 
 
 def parse_time(value: Any) -> int:
-    """ms since the epoch (UTC) from an int, an ISO-8601 string or a datetime."""
+    """ms since the epoch from an int, an ISO-8601 string or a datetime; a time without a zone is UTC (never the
+    machine's zone: the archive's hours are UTC)."""
     if isinstance(value, bool):
         raise BackfillError(f"{value!r} is not a time")
     if isinstance(value, (int, float)):
         return int(value)
     if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
+        return int((value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp() * 1000)
     text = str(value).strip()
     if text.lstrip("-").isdigit():
         return int(text)
     try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp() * 1000)  # UTC
     except ValueError:
         raise BackfillError(f"{value!r} is neither ms since the epoch nor an ISO-8601 time. To fix this, pass e.g. "
                             f"'2026-01-01T00:00:00Z'.") from None
+
+
+def warmup_needed(sql: str) -> str | None:
+    """Why the feature SQL needs history before the range (``warmup=``), or None when every window is a
+    ``TUMBLE`` whose size divides an hour (so windows start on the range's first hour and need nothing before)."""
+    text = strip_comments(sql)
+    kinds = {m.group(1).upper() for m in _WINDOW.finditer(text)}
+    if kinds - {"TUMBLE"}:
+        return f"it uses {'/'.join(sorted(kinds - {'TUMBLE'}))} windows, which span more than one hour boundary"
+    if _OVER.search(text):
+        return "it uses OVER aggregations, whose value depends on rows before the range"
+    for m in _TUMBLE_SIZE.finditer(text):
+        size = int(m.group(1)) * _UNIT_MS[m.group(2).upper()]
+        if HOUR_MS % size:
+            return f"its TUMBLE window of {m.group(1)} {m.group(2).lower()}(s) does not divide an hour"
+    return None
 
 
 def check_range(start_ms: int, end_ms: int) -> None:
@@ -282,7 +339,13 @@ def logical_partition_files(directory: str | Path) -> list[Path]:
     """The replay inputs Spark wrote: ``<dir>/lp=<n>/part-*.json``, one file per logical partition, by ``n``."""
     root = Path(directory)
     out = []
-    for sub in sorted((p for p in root.glob("lp=*") if p.is_dir()), key=lambda p: int(p.name[3:])):
+    subs = [p for p in root.glob("lp=*") if p.is_dir()]
+    bad = [p.name for p in subs if not p.name[3:].isdigit()]
+    if bad:
+        raise BackfillError(f"Archived records without a Kafka partition ({bad} in {root}). To fix this, archive the "
+                            f"partition metadata column, or replay history without offsets (order_column='', "
+                            f"key_column=, partitions=).")
+    for sub in sorted(subs, key=lambda p: int(p.name[3:])):
         files = [f for f in sub.iterdir() if f.is_file() and f.name.startswith("part-") and f.stat().st_size]
         if len(files) > 1:
             raise BackfillError(f"{sub} holds {len(files)} files; a logical partition must be one ordered file.")

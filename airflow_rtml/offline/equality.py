@@ -15,7 +15,6 @@ No Airflow import here (the ``rtml backfill verify`` command, the example DAG an
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,13 +39,15 @@ class EqualityReport:
     extra_ratio: float
     duplicates_live: int
     duplicates_backfill: int
+    repeats_live: int = 0
+    repeats_backfill: int = 0
     features: dict[str, FeatureStats] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)  # the first differing rows, to look at
 
     @property
     def equal(self) -> bool:
-        return (self.missing == self.extra == self.duplicates_live == self.duplicates_backfill == 0
-                and all(f.mismatches == 0 for f in self.features.values()))
+        return (self.missing == self.extra == self.duplicates_live == self.duplicates_backfill
+                == self.repeats_backfill == 0 and all(f.mismatches == 0 for f in self.features.values()))
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "equal": self.equal}
@@ -55,7 +56,8 @@ class EqualityReport:
         lines = [f"{'EQUAL' if self.equal else 'NOT EQUAL'}: {self.matched} matched of {self.live_rows} live / "
                  f"{self.backfill_rows} backfill rows (key {', '.join(self.keys)}); missing {self.missing} "
                  f"({self.missing_ratio:.4%}), extra {self.extra} ({self.extra_ratio:.4%}), duplicates "
-                 f"{self.duplicates_live} live / {self.duplicates_backfill} backfill"]
+                 f"{self.duplicates_live} live / {self.duplicates_backfill} backfill, identical repeats "
+                 f"{self.repeats_live} live / {self.repeats_backfill} backfill"]
         for name, f in self.features.items():
             smape = "" if f.smape is None else f", SMAPE {f.smape:.6f}"
             lines.append(f"  {name}: mismatch {f.mismatches} ({f.mismatch_ratio:.4%}){smape}")
@@ -84,19 +86,23 @@ def compare(live: Iterable[Mapping[str, Any]], backfill: Iterable[Mapping[str, A
             features: Sequence[str] | None = None, *, tolerance: float = 1e-9, examples: int = 5) -> EqualityReport:
     """Compare two row sets keyed by ``keys``; ``features``: the value columns (default: every other column of
     the live rows)."""
-    def index(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[tuple, Mapping[str, Any]], int, int]:
+    def index(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[tuple, Mapping[str, Any]], int, int, int]:
         seen: dict[tuple, Mapping[str, Any]] = {}
-        counts: Counter = Counter()
-        n = 0
+        conflicting: set = set()
+        repeats = n = 0
         for row in rows:
             k = tuple(row.get(c) for c in keys)
-            counts[k] += 1
-            seen[k] = row
             n += 1
-        return seen, n, sum(1 for c in counts.values() if c > 1)
+            if k in seen:
+                if dict(seen[k]) == dict(row):
+                    repeats += 1
+                else:
+                    conflicting.add(k)
+            seen[k] = row
+        return seen, n, len(conflicting), repeats
 
-    a, n_live, dup_a = index(live)
-    b, n_back, dup_b = index(backfill)
+    a, n_live, dup_a, rep_a = index(live)
+    b, n_back, dup_b, rep_b = index(backfill)
     if features is None:
         features = sorted({c for row in a.values() for c in row} - set(keys))
     both = a.keys() & b.keys()
@@ -128,6 +134,7 @@ def compare(live: Iterable[Mapping[str, Any]], backfill: Iterable[Mapping[str, A
     return EqualityReport(keys=list(keys), live_rows=n_live, backfill_rows=n_back, matched=len(both),
                           missing=missing, extra=extra, missing_ratio=missing / len(a) if a else 0.0,
                           extra_ratio=extra / len(b) if b else 0.0, duplicates_live=dup_a, duplicates_backfill=dup_b,
+                          repeats_live=rep_a, repeats_backfill=rep_b,
                           features=stats, examples=shown)
 
 

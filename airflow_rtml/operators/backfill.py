@@ -19,6 +19,8 @@ from typing import Any, TypedDict
 
 from airflow.sdk import BaseOperator, Context
 
+from airflow_rtml.hooks.flink import JobState
+
 from airflow_rtml.exceptions import BackfillError, BackfillOverlapsLiveJob, BackfillPartitionsMissing, FlinkSqlError
 from airflow_rtml.offline.archive import HOUR_MS, SUCCESS_FILE, ArchiveTable, hour_values, warehouse_root
 from airflow_rtml.offline.backfill import (
@@ -28,6 +30,7 @@ from airflow_rtml.offline.backfill import (
     logical_partition_files,
     parse_time,
     plan_replay,
+    warmup_needed,
 )
 
 #: Hive type of each Flink SQL type a feature sink may declare (the versioned table's columns).
@@ -149,6 +152,11 @@ class FeatureBackfillOperator(BaseOperator):
         start_ms, end_ms = parse_time(self.start), parse_time(self.end)
         check_range(start_ms, end_ms)
         plan = plan_replay(self.sql, self.source, keep=self.keep_tables)
+        why = warmup_needed(self.sql)
+        if why and not self.warmup_hours:
+            raise BackfillError(f"The feature SQL needs history before the range: {why}. Its first versions would be "
+                                f"computed from part of their data. To fix this, pass warmup= (at least the longest "
+                                f"window or OVER range), e.g. warmup=timedelta(days=1).")
         outputs = self._outputs(plan)
         first = start_ms - self.warmup_hours * HOUR_MS
         wanted = hours(first, end_ms)
@@ -163,9 +171,9 @@ class FeatureBackfillOperator(BaseOperator):
                              len(ahead), self.lookahead_hours)
         self._check_live_job(start_ms)
         job_name = self.job_name or f"{self.task_id}-{_iso(start_ms)}-{_iso(end_ms)}".replace(":", "")
+        self._cancel_leftovers(job_name)  # first: a leftover replay would keep writing into the staging folder
         staging = Path(self.staging_dir or warehouse_root() / "_backfill" / self.archive.db / job_name)
-        if staging.exists():
-            shutil.rmtree(staging)  # a retry starts clean: nothing of an earlier attempt is read again
+        _reset_staging(staging)  # a retry starts clean: nothing of an earlier attempt is read again
         seconds: dict[str, float] = {}
 
         t = time.monotonic()
@@ -184,7 +192,8 @@ class FeatureBackfillOperator(BaseOperator):
         t = time.monotonic()
         written = {}
         for name, table in outputs.items():
-            written[table.name] = self._write_versions(table, sinks_out[name], start_ms, end_ms)
+            written[table.name] = self._write_versions(table, sinks_out[name], start_ms, end_ms,
+                                                       plan.sinks[name].primary_key())
         seconds["versions"] = round(time.monotonic() - t, 3)
         result = BackfillResult(start_ms=start_ms, end_ms=end_ms, input_hours=[_iso(h) for h in wanted],
                                 lookahead_hours=[_iso(h) for h in ahead], logical_partitions=len(files),
@@ -285,16 +294,25 @@ class FeatureBackfillOperator(BaseOperator):
                         env_vars=dict(self.spark_env or spark.spark_env()), name=f"rtml-backfill-{self.task_id}",
                         application_args=args).submit(application=str(LOGICAL_PARTITIONS_JOB))
 
-    def _replay(self, statements: list[str], job_name: str) -> str:
-        from airflow_rtml.hooks.flink import FlinkRestHook, JobState
-        from airflow_rtml.hooks.flink_sql import FlinkSqlGatewayHook
+    def _cancel_leftovers(self, job_name: str) -> None:
+        from airflow_rtml.hooks.flink import FlinkRestHook
         from airflow_rtml.operators.flink import _cancel_and_wait
 
         hook = FlinkRestHook(self.flink_conn_id)
         for job in hook.find_jobs_by_name(job_name):
             if not job.state.is_terminal:
                 self.log.warning("Cancelling %s (%s), left running by an earlier attempt", job_name, job.job_id)
-                _cancel_and_wait(hook, job.job_id, self.log)
+                if _cancel_and_wait(hook, job.job_id, self.log) not in (JobState.CANCELED, JobState.FINISHED,
+                                                                         JobState.FAILED, None):
+                    raise BackfillError(f"Replay job {job_name} ({job.job_id}) of an earlier attempt did not stop; "
+                                        f"its output would mix with this run's. To fix this, cancel it in Flink.")
+
+    def _replay(self, statements: list[str], job_name: str) -> str:
+        from airflow_rtml.hooks.flink import FlinkRestHook, JobState
+        from airflow_rtml.hooks.flink_sql import FlinkSqlGatewayHook
+        from airflow_rtml.operators.flink import _cancel_and_wait
+
+        hook = FlinkRestHook(self.flink_conn_id)
         props = {"table.local-time-zone": "UTC", "execution.runtime-mode": "streaming",
                  "execution.checkpointing.interval": "2s", "parallelism.default": str(self.parallelism),
                  **self.flink_conf, "pipeline.name": job_name}
@@ -324,7 +342,8 @@ class FeatureBackfillOperator(BaseOperator):
                 last_log = time.monotonic()
             time.sleep(1)
 
-    def _write_versions(self, table: ArchiveTable, raw: Path, start_ms: int, end_ms: int) -> dict[str, int]:
+    def _write_versions(self, table: ArchiveTable, raw: Path, start_ms: int, end_ms: int,
+                        key_columns: Sequence[str] = ()) -> dict[str, int]:
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.json as pj
@@ -342,6 +361,12 @@ class FeatureBackfillOperator(BaseOperator):
         rows = pa.concat_tables(parts) if parts else schema.empty_table()
         v = rows.column(self.version_column)
         rows = rows.filter(pc.and_(pc.greater(v, start_ms), pc.less_equal(v, end_ms)))  # warm-up, look-ahead: out
+        if key_columns:
+            keys = rows.select([*key_columns, self.version_column])
+            if keys.group_by(keys.column_names).aggregate([]).num_rows != keys.num_rows:
+                raise BackfillError(f"{table.name}: the replay wrote some ({', '.join(key_columns)}, "
+                                    f"{self.version_column}) more than once in {raw}; nothing was written to the "
+                                    f"table. This is a bug in airflow-rtml or a leftover writer: please report it.")
         data_hour = pc.multiply(pc.divide(pc.subtract(rows.column(self.version_column), 1), HOUR_MS), HOUR_MS)
         counts = {}
         for h in hours(start_ms, end_ms):
@@ -367,6 +392,21 @@ class FeatureBackfillOperator(BaseOperator):
                                        table.partition_location(hour_values(h)))
         self.log.info("%s: %d version row(s) in %d hourly partition(s)", table.name, sum(counts.values()), len(counts))
         return counts
+
+
+_STAGING_MARK = ".rtml-backfill-staging"
+
+
+def _reset_staging(staging: Path) -> None:
+    """Empty the staging folder, which only ever holds what a backfill wrote (a marker file says so): a
+    ``staging_dir`` pointing at anything else is refused, never deleted."""
+    if staging.exists() and any(staging.iterdir()) and not (staging / _STAGING_MARK).exists():
+        raise BackfillError(f"staging_dir {staging} is not empty and was not created by a backfill (no "
+                            f"{_STAGING_MARK}); nothing was deleted. To fix this, pass an empty or new folder.")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    (staging / _STAGING_MARK).write_text("")
 
 
 def _lines(path: Path) -> int:

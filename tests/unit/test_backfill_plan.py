@@ -8,7 +8,7 @@ import pytest
 
 from airflow_rtml.demo.chain import Chain
 from airflow_rtml.exceptions import BackfillError, BackfillSourceNotSwappable
-from airflow_rtml.offline.backfill import check_range, parse_table, plan_replay, version_hour
+from airflow_rtml.offline.backfill import check_range, parse_table, parse_time, plan_replay, version_hour, warmup_needed
 from airflow_rtml.offline.equality import compare
 from airflow_rtml.sql_script import split_statements
 
@@ -55,6 +55,12 @@ def test_a_kafka_metadata_column_becomes_the_physical_column_the_archive_kept():
      "('connector' = 'jdbc'); CREATE TABLE y (a INT) WITH ('connector' = 'print'); INSERT INTO y SELECT 1 FROM s, d",
      "s", r"also reads \['d'\].*keep=\['d'\]"),
     ("CREATE TABLE s (t TIMESTAMP(3), WATERMARK FOR t AS t) WITH ('connector' = 'kafka')", "s", "no INSERT INTO"),
+    # A statement that writes without being an INSERT into a declared sink would reach a live system.
+    ("CREATE TABLE s (t TIMESTAMP(3), WATERMARK FOR t AS t) WITH ('connector' = 'kafka'); CREATE TABLE live_out WITH "
+     "('connector' = 'kafka', 'topic' = 'live') AS SELECT t FROM s", "s", "cannot run safely.*AS SELECT"),
+    ("CREATE TABLE s (t TIMESTAMP(3), WATERMARK FOR t AS t) WITH ('connector' = 'kafka'); CREATE TABLE y (a INT) WITH "
+     "('connector' = 'print'); INSERT INTO y SELECT 1 FROM s; INSERT INTO y SELECT 2 FROM s", "s",
+     "submits 2 Flink jobs.*STATEMENT SET"),
 ])
 def test_sql_that_cannot_be_swapped_is_refused_saying_what_is_needed(sql, source, message):
     with pytest.raises(BackfillSourceNotSwappable, match=message):
@@ -86,10 +92,50 @@ def test_equality_reports_chronon_metrics():
             {"u": "d", "v": 1, "x": 1, "s": "r"}]
     r = compare(live, back, keys=["u", "v"])
     assert not r.equal
-    assert (r.matched, r.missing, r.extra, r.duplicates_backfill) == (2, 1, 1, 1)
+    assert (r.matched, r.missing, r.extra, r.duplicates_backfill, r.repeats_backfill) == (2, 1, 1, 0, 1)
     assert r.missing_ratio == pytest.approx(1 / 3) and r.extra_ratio == pytest.approx(1 / 3)  # of distinct keys
     assert r.features["x"].mismatches == 1 and r.features["x"].mismatch_ratio == 0.5
     assert r.features["x"].smape == pytest.approx((0 + 2 * 2 / 10) / 2)
     assert r.features["s"].smape is None  # not numeric
     assert "NOT EQUAL" in r.summary() and "'missing_in': 'backfill'" in r.summary()
     assert compare([{"u": 1, "x": 0.1 + 0.2}], [{"u": 1, "x": 0.3}], keys=["u"]).equal  # float noise is not a mismatch
+
+
+def test_windows_that_need_history_before_the_range_are_named():
+    assert warmup_needed(_features_sql()) is None  # 10-minute TUMBLE windows: each starts inside the range
+    assert "does not divide an hour" in warmup_needed("FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '7' MINUTE))")
+    assert "HOP" in warmup_needed("FROM TABLE(HOP(TABLE s, DESCRIPTOR(ts), INTERVAL '5' MINUTE, INTERVAL '1' HOUR))")
+    assert "OVER" in warmup_needed("SELECT SUM(x) OVER (PARTITION BY k ORDER BY ts RANGE INTERVAL '1' DAY PRECEDING)")
+
+
+def test_quoted_comment_markers_zone_less_times_and_nested_types_are_read_right():
+    sql = ("CREATE TABLE s (t TIMESTAMP(3), m MAP<STRING, BIGINT>, o BIGINT METADATA FROM 'offset' VIRTUAL COMMENT 'x', "
+           "WATERMARK FOR t AS t) WITH ('connector' = 'kafka', 'topic' = 'a--b'); CREATE TABLE y (a INT) WITH "
+           "('connector' = 'print'); INSERT INTO y SELECT 1 FROM s")
+    src = plan_replay(sql, "s").source
+    assert ("topic", "a--b") in src.option_pairs()
+    assert src.column_types() == [("t", "TIMESTAMP(3)"), ("m", "MAP<STRING, BIGINT>"), ("o", "BIGINT")]
+    assert parse_time("2026-01-01T00:00:00") == parse_time("2026-01-01T00:00:00Z") == 1_767_225_600_000
+
+
+def test_live_redeliveries_are_not_differences_but_conflicting_duplicates_are():
+    row = {"u": "a", "v": 1, "x": 1}
+    assert compare([row, dict(row)], [row], keys=["u", "v"]).equal  # at-least-once: the same row twice
+    r = compare([row, {**row, "x": 2}], [row], keys=["u", "v"])
+    assert not r.equal and r.duplicates_live == 1
+
+
+def test_a_staging_folder_the_backfill_did_not_create_is_never_deleted(tmp_path):
+    from airflow_rtml.operators.backfill import _reset_staging
+
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "data.csv").write_text("keep me")
+    with pytest.raises(BackfillError, match="not created by a backfill.*nothing was deleted"):
+        _reset_staging(precious)
+    assert (precious / "data.csv").read_text() == "keep me"
+    staging = tmp_path / "staging"
+    _reset_staging(staging)
+    (staging / "old-output").write_text("x")
+    _reset_staging(staging)  # its own folder: emptied for the retry
+    assert [p.name for p in staging.iterdir()] == [".rtml-backfill-staging"]
