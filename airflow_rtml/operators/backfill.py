@@ -109,10 +109,15 @@ class FeatureBackfillOperator(BaseOperator):
     :param spark_conf: ``conf`` for spark-submit (default :func:`airflow_rtml.offline.spark.spark_conf`).
     :param spark_env: ``env_vars`` for spark-submit (default :func:`airflow_rtml.offline.spark.spark_env`).
     :param metastore_conn_id: the ``hive_metastore`` connection; ``None`` checks the success files only.
+    :param publish_topics: sink → the live job's upsert topic: also publish the backfilled versions there, in
+        version order, keyed by the sink's primary key — the live store, for a *new* feature whose live job starts
+        after the backfill (refused while ``live_job_name`` runs). A re-run publishes the same rows again (identical
+        upserts of the same versions; the Hive table is the copy that is replaced).
+    :param bootstrap_servers: Kafka bootstrap servers of ``publish_topics``.
     """
 
     template_fields: Sequence[str] = ("sql", "start", "end", "archive", "output_tables", "job_name", "staging_dir",
-                                      "live_job_name", "allow_live_overlap")
+                                      "live_job_name", "allow_live_overlap", "publish_topics", "bootstrap_servers")
     template_ext: Sequence[str] = (".sql",)
     ui_color = "#e8f0fe"
 
@@ -128,7 +133,8 @@ class FeatureBackfillOperator(BaseOperator):
         timeout: timedelta | float = timedelta(hours=1), flink_conn_id: str = "flink_default",
         sql_gateway_conn_id: str = "flink_sql_gateway_default", spark_conn_id: str = "spark_default",
         spark_conf: Mapping[str, str] | None = None, spark_env: Mapping[str, str] | None = None,
-        metastore_conn_id: str | None = "metastore_default", **kwargs: Any,
+        metastore_conn_id: str | None = "metastore_default", publish_topics: Mapping[str, str] | None = None,
+        bootstrap_servers: str | None = None, **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.sql, self.source, self.archive, self.start, self.end = sql, source, archive, start, end
@@ -144,6 +150,12 @@ class FeatureBackfillOperator(BaseOperator):
         self.flink_conn_id, self.sql_gateway_conn_id = flink_conn_id, sql_gateway_conn_id
         self.spark_conn_id, self.spark_conf, self.spark_env = spark_conn_id, spark_conf, spark_env
         self.metastore_conn_id = metastore_conn_id
+        self.publish_topics, self.bootstrap_servers = dict(publish_topics or {}), bootstrap_servers
+        if self.publish_topics and not bootstrap_servers:
+            raise ValueError("publish_topics= needs bootstrap_servers= (the Kafka cluster of the live topics)")
+        if self.publish_topics and not live_job_name:
+            raise ValueError("publish_topics= needs live_job_name=: backfilled versions are published only while the "
+                             "live job that writes those topics is not running")
         if not order_column and not (key_column and partitions):
             raise ValueError("order_column='' (history without offsets) needs key_column= and partitions=")
 
@@ -192,8 +204,11 @@ class FeatureBackfillOperator(BaseOperator):
         t = time.monotonic()
         written = {}
         for name, table in outputs.items():
-            written[table.name] = self._write_versions(table, sinks_out[name], start_ms, end_ms,
-                                                       plan.sinks[name].primary_key())
+            counts, rows = self._write_versions(table, sinks_out[name], start_ms, end_ms,
+                                                plan.sinks[name].primary_key())
+            written[table.name] = counts
+            if name in self.publish_topics:
+                self._publish(rows, self.publish_topics[name], plan.sinks[name].primary_key())
         seconds["versions"] = round(time.monotonic() - t, 3)
         result = BackfillResult(start_ms=start_ms, end_ms=end_ms, input_hours=[_iso(h) for h in wanted],
                                 lookahead_hours=[_iso(h) for h in ahead], logical_partitions=len(files),
@@ -260,6 +275,11 @@ class FeatureBackfillOperator(BaseOperator):
         if job is None:
             self.log.info("Live job %s is not running: no overlap", self.live_job_name)
             return
+        if self.publish_topics:
+            raise BackfillOverlapsLiveJob(
+                f"Live job {self.live_job_name} ({job.job_id}) is running and writes the topics to publish to "
+                f"({sorted(self.publish_topics.values())}): the backfilled versions would interleave with its own. "
+                f"To fix this, publish before starting the live job, or drop publish_topics= (Hive only).")
         watermark = stream_watermark(hook, job.job_id)
         if watermark is not None and watermark < start_ms:
             self.log.info("Live job %s runs at %s, before the range: no overlap", self.live_job_name, _iso(watermark))
@@ -391,7 +411,30 @@ class FeatureBackfillOperator(BaseOperator):
                     register_partition(client, table.db, table.table, hour_values(h),
                                        table.partition_location(hour_values(h)))
         self.log.info("%s: %d version row(s) in %d hourly partition(s)", table.name, sum(counts.values()), len(counts))
-        return counts
+        return counts, rows
+
+    def _publish(self, rows, topic: str, key_columns: Sequence[str]) -> None:
+        """The versions into the live upsert topic, oldest version first (a consumer joining ``FOR SYSTEM_TIME AS
+        OF`` sees them in the order the live job would have written them)."""
+        from confluent_kafka import Producer
+
+        from airflow_rtml.exceptions import OfflineError
+
+        if not key_columns:
+            raise BackfillError(f"Publishing to {topic} needs the sink's PRIMARY KEY (the upsert key).")
+        ordered = sorted(rows.to_pylist(), key=lambda r: (r[self.version_column], [str(r[k]) for k in key_columns]))
+        producer = Producer({"bootstrap.servers": self.bootstrap_servers, "enable.idempotence": True, "linger.ms": 20})
+        failures: list[str] = []
+        for row in ordered:
+            producer.produce(topic, key=json.dumps({k: row[k] for k in key_columns}).encode(),
+                             value=json.dumps(row).encode(),
+                             on_delivery=lambda err, _m: failures.append(str(err)) if err else None)
+            producer.poll(0)
+        left = producer.flush(60)
+        if failures or left:
+            raise OfflineError(f"Publishing to {topic}: {left} undelivered, errors {failures[:3]}. The Hive table is "
+                               f"written; a retry publishes the same versions again.")
+        self.log.info("Published %d version row(s) to %s", len(ordered), topic)
 
 
 _STAGING_MARK = ".rtml-backfill-staging"

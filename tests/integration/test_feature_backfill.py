@@ -192,6 +192,21 @@ def test_backfill_equals_the_live_job_row_for_row_and_drops_the_same_late_record
         FeatureBackfillOperator(task_id="b", sql=chain.sql("features", JOBS), source="clicks_in",
                                 archive=tables["samples"], start=lo, end=hi).execute(ti_context())
 
+    # Into the live store: publishing is refused while the live job runs; once it is stopped (a new feature's
+    # live job starts after its backfill), the versions go to the upsert topic in version order.
+    store = f"{chain.prefix}.backfilled-user-features"
+    create_topic(store)
+    publish = {"publish_topics": {"user_features": store}, "bootstrap_servers": stack.cfg.kafka_bootstrap,
+               "live_job_name": chain.jobs["features"]}
+    with pytest.raises(BackfillOverlapsLiveJob, match="would interleave"):
+        _backfill(chain, tables, lo, hi, **publish).execute(ti_context())
+    cancel_jobs_named(hook, chain.jobs["features"])
+    wait_for("the live job to stop", lambda: hook.find_active_job(chain.jobs["features"]) is None, 60)
+    _backfill(chain, tables, lo, hi, **publish).execute(ti_context())
+    published = _live_rows(stack, store, lo, hi)
+    assert [r["version_ms"] for r in published] == sorted(r["version_ms"] for r in published)
+    assert compare(live_users, published, keys=["user", "version_ms"], features=["imps", "clicks", "ctr"]).equal
+
 
 @pytest.mark.timeout(900)
 def test_logical_partitions_keep_each_kafka_partitions_order(stack, hook, live):
