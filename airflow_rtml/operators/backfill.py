@@ -72,7 +72,8 @@ class FeatureBackfillOperator(BaseOperator):
     :func:`~airflow_rtml.offline.backfill.version_hour`), replacing what a previous run wrote, and registered.
 
     Templated fields: ``sql``, ``start``, ``end``, ``archive``, ``output_tables``, ``job_name``, ``staging_dir``,
-    ``live_job_name``, ``allow_live_overlap`` (a rendered ``"True"``/``"false"`` counts as the boolean).
+    ``live_job_name``, ``allow_live_overlap`` (a rendered ``"True"``/``"false"`` counts as the boolean),
+    ``publish_topics``, ``bootstrap_servers``.
 
     :param sql: the live feature job's SQL, rendered (the *same* text the live job runs), or a path ending in
         ``.sql`` (read as a template).
