@@ -86,7 +86,19 @@ class TableDdl:
     def watermark_options(self) -> str:
         """The ``scan.watermark.*`` options (emit strategy, alignment, idleness) as ``WITH`` text to carry over:
         they are part of the watermark's behaviour, not of the connector."""
-        return "".join(f", '{k}' = '{v}'" for k, v in self.option_pairs() if k.startswith("scan.watermark."))
+        def q(text: str) -> str:
+            return text.replace("'", "''")
+
+        return "".join(f", '{q(k)}' = '{q(v)}'" for k, v in self.option_pairs() if k.startswith("scan.watermark."))
+
+    def metadata_columns(self) -> list[str]:
+        """The columns the live connector fills from record metadata (``METADATA [FROM ...]``)."""
+        out = []
+        for item in self.items:
+            if _METADATA.search(item.strip()):
+                m = re.match(r"\s*(`[^`]+`|\w+)", item)
+                out.append(_ident(m.group(1)))
+        return out
 
     def physical_columns(self) -> str:
         """The column list with each ``METADATA`` column turned into a physical one of the same type."""

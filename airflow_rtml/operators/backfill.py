@@ -171,6 +171,12 @@ class FeatureBackfillOperator(BaseOperator):
                                 f"computed from part of their data. To fix this, pass warmup= (at least the longest "
                                 f"window or OVER range), e.g. warmup=timedelta(days=1).")
         outputs = self._outputs(plan)
+        archived = {n.lower() for n, _ in self.archive.columns}
+        unfilled = [c for c in plan.source.metadata_columns() if archived and c not in archived]
+        if unfilled:
+            raise BackfillError(f"The source's metadata column(s) {unfilled} have no column of that name in archive "
+                                f"{self.archive.name} (columns {sorted(archived)}): the replay would read them as NULL. "
+                                f"To fix this, archive them under the same name, or compute them from what is archived.")
         first = start_ms - self.warmup_hours * HOUR_MS
         wanted = hours(first, end_ms)
         self.log.info("Backfill of %s through %d sink(s) %s: range [%s, %s), %d archive hour(s) (%d of warm-up)",

@@ -42,6 +42,9 @@ def test_a_kafka_metadata_column_becomes_the_physical_column_the_archive_kept():
     assert "METADATA" not in ddl.physical_columns()
     assert ddl.column_types() == [("a", "STRING"), ("p", "INT"), ("o", "BIGINT"), ("t", "BIGINT")]
     assert ddl.watermark_options() == ", 'scan.watermark.idle-timeout' = '5 s'"
+    assert ddl.metadata_columns() == ["p", "o"]
+    quoted = parse_table("CREATE TABLE s (t INT) WITH ('scan.watermark.alignment.group' = 'it''s')")
+    assert quoted.watermark_options() == ", 'scan.watermark.alignment.group' = 'it''s'"  # quotes stay escaped
 
 
 @pytest.mark.parametrize(("sql", "source", "message"), [
@@ -139,3 +142,18 @@ def test_a_staging_folder_the_backfill_did_not_create_is_never_deleted(tmp_path)
     (staging / "old-output").write_text("x")
     _reset_staging(staging)  # its own folder: emptied for the retry
     assert [p.name for p in staging.iterdir()] == [".rtml-backfill-staging"]
+
+
+def test_a_metadata_column_the_archive_did_not_keep_is_refused_before_anything_runs(tmp_path):
+    from airflow_rtml.offline.archive import ArchiveTable
+    from airflow_rtml.operators.backfill import FeatureBackfillOperator
+
+    sql = ("CREATE TABLE s (a STRING, kts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL, t AS NOW(), "
+           "WATERMARK FOR t AS t) WITH ('connector' = 'kafka'); CREATE TABLE y (a STRING, version_ms BIGINT) WITH "
+           "('connector' = 'print'); INSERT INTO y SELECT a, 1 FROM s")
+    archive = ArchiveTable("db", "s", str(tmp_path / "s"), (("a", "string"), ("kafka_ts_ms", "bigint")))
+    op = FeatureBackfillOperator(task_id="b", sql=sql, source="s", archive=archive, start=0, end=H,
+                                 metastore_conn_id=None)
+    with pytest.raises(BackfillError, match=r"metadata column\(s\) \['kts'\] have no column of that name"):
+        op.execute({})
+    assert not (tmp_path / "s").exists()  # nothing ran
