@@ -337,11 +337,9 @@ class WakeIndex:
     crossing it records), it is a non-transient error, a failed or canceled job or a job with checkpointing
     disabled (every wait), a FINISHED job (waits on a job id), or its ``at`` reaches the time from which the
     wait's stall detector could report a stall (waits with ``stall_timeout`` that have not crossed). Naming a
-    wait that then decides nothing is harmless (it looks, and parks again). A wait is also named once in every
-    ``drain_every`` observations, so that it looks at what queued up meanwhile (its progress line; a bounded
-    queue): at most ``drain_every`` after it parked, at a phase of its own (the waits of a stream do not all look
-    at the same observation). :meth:`expire` names the waits whose deadline passed, so one timer serves a
-    stream's waits.
+    wait that then decides nothing is harmless (it looks, and parks again). A wait is also named ``drain_every``
+    observations after it parked, so that it looks at what queued up meanwhile (its progress line; a bounded
+    queue), and :meth:`expire` names the waits whose deadline passed, so one timer serves a stream's waits.
 
     A wait whose :attr:`~ProgressWait.needs_every_observation` is true must not park: it looks at every
     observation. Pure: no I/O, clocks passed in; tokens are any hashable (a future, in the triggerer).
@@ -381,7 +379,7 @@ class WakeIndex:
         deadline = wait.deadline if wait.deadline is not None and math.isfinite(wait.deadline) else None
         filing = self._where[token] = _Filing(
             self._n, wait.threshold_ms, wait.stall.stalls_from if wait.stall is not None and not reached else None,
-            deadline, self._next_look(wait), not wait.by_name)
+            deadline, self.seq + self.drain_every, not wait.by_name)
         self._thresholds.add(filing.threshold_ms, filing.n, token)
         if filing.stalls_from is not None:
             self._stalls.add(filing.stalls_from, filing.n, token)
@@ -390,11 +388,6 @@ class WakeIndex:
         if filing.by_id:
             self._by_id[token] = None
         self._due.setdefault(filing.due, {})[token] = None
-
-    def _next_look(self, wait: ProgressWait) -> int:
-        """The first observation after now that is ``wait``'s periodic look: the next one in its phase."""
-        phase = hash((id(wait),)) % self.drain_every  # its identity, mixed (raw ids share low bits): stable, spread
-        return self.seq + 1 + (phase - self.seq - 1) % self.drain_every
 
     def discard(self, token: Hashable) -> None:
         """Forget ``token`` (no error if it is not parked)."""

@@ -14,8 +14,6 @@ subscribed to this loop and has seen everything up to now), and the loop is driv
 shared poll; a trigger's own ``run()`` drives its loop itself). Anything else — no hub, a wait that needs every
 observation, a test's plain iterator — looks at each observation as it comes. The hub's index holds only the
 waits parked on it, and one timer per hub ends those whose deadline passes (a parked wait holds no timer).
-Wake-ups are paced, :data:`WAKE_PER_STEP` per event-loop iteration, and each wait's periodic look comes at a
-phase of its own: thousands of waits woken by one observation never hold the loop in one stretch.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import asyncio
 import math
 import time
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any
 
@@ -34,13 +31,7 @@ __all__ = ["WakeHub", "decide_parked"]
 
 #: The most a wait at its deadline spends taking what its queue already holds (it never has to wait for it).
 _DRAIN_LIMIT_S = 1.0
-#: Parked waits woken per event-loop iteration at most: a poll that concerns thousands of waits at once (their
-#: periodic looks, one crossing for many) must not keep the loop busy in one stretch, which the triggerer reports
-#: as a blocked loop; the rest are woken in the next iterations, in order.
-WAKE_PER_STEP = 100
-_ENDED = object()  # the source ended (after the observations taken before)
 _HUBS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> {shared stream key: WakeHub}
-_WAKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> _Waker
 
 
 class WakeHub:
@@ -67,16 +58,6 @@ class WakeHub:
         """The running event loop's hub for the stream ``key``, if its poll loop runs."""
         hubs = _HUBS.get(asyncio.get_running_loop())
         return hubs.get(key) if hubs else None
-
-    @staticmethod
-    def same_key(key: Hashable) -> Hashable:
-        """``key``, or the equal key object of the running loop's hub for it: the triggerer keeps each trigger's
-        key for the trigger's life, and 10,000 waits on a stream then hold one key, not 10,000 equal copies."""
-        try:
-            hub = WakeHub.of(key)
-        except RuntimeError:  # no running event loop
-            return key
-        return hub.key if hub is not None else key
 
     async def publish(self, observations: AsyncIterator[Observation]) -> AsyncIterator[Observation]:
         """Pass ``observations`` on, waking the parked waits each one concerns first (they run once the
@@ -130,37 +111,10 @@ class WakeHub:
             self._set_timer(deadline)  # early by the clocks' drift: it fires again
 
 
-class _Waker:
-    """Resolves parked waits' futures, :data:`WAKE_PER_STEP` per event-loop iteration (one per loop)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self._loop = loop
-        self._pending: deque[asyncio.Future] = deque()
-        self._scheduled = False
-
-    def wake(self, futures: list) -> None:
-        self._pending.extend(futures)
-        if self._pending and not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._step)
-
-    def _step(self) -> None:
-        for _ in range(min(WAKE_PER_STEP, len(self._pending))):
-            future = self._pending.popleft()
-            if not future.done():
-                future.set_result(None)
-        self._scheduled = bool(self._pending)
-        if self._scheduled:
-            self._loop.call_soon(self._step)
-
-
 def _wake(futures: list) -> None:
-    if futures:
-        loop = asyncio.get_running_loop()
-        waker = _WAKERS.get(loop)
-        if waker is None:
-            waker = _WAKERS[loop] = _Waker(loop)
-        waker.wake(futures)
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 async def decide_parked(wait: ProgressWait, source: AsyncIterator[Observation], key: Hashable, *, progress_log,
@@ -203,27 +157,22 @@ async def decide_parked(wait: ProgressWait, source: AsyncIterator[Observation], 
             when = None
             if deadline is not None:
                 when = loop.time() + (first_look_grace_s if first else max(0.0, deadline - time.time()))
-            async with asyncio.timeout_at(when):  # one timer for what follows, not one per observation
+            async with asyncio.timeout_at(when):
                 batch.append(await anext(iterator))  # after a wake-up it is queued: no wait
-                while parked and hub.latest is not None and batch[-1] is not hub.latest:
-                    batch.append(await anext(iterator))  # the rest of what queued up while parked
         except TimeoutError:
             if parked:
-                batch += await _queued(hub, iterator, batch[-1] if batch else last)
+                batch = await _queued(hub, iterator, last)
             batch.append(None)
         except StopAsyncIteration:
-            batch.append(_ENDED)
+            return
         first = False
         for obs in batch:
-            if obs is _ENDED:
-                return
             event = wait.timeout_event(now=time.time()) if obs is None else wait.evaluate(obs)
             if event is not None:
                 yield to_event(event)
                 return
             last = obs
             progress_log.observe(wait, obs)
-        batch = None  # not kept while parked
 
 
 async def _queued(hub: WakeHub, iterator: AsyncIterator[Observation], last: Observation) -> list:

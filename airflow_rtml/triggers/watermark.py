@@ -107,9 +107,8 @@ async def _decide(wait: ProgressWait, observations: AsyncIterator[Observation], 
 def stream_key(kwargs: dict[str, Any]) -> tuple:
     """The shared stream key of a Flink stream trigger's (serialized) kwargs: every trigger with the same key
     shares one poll loop, and its waits share that loop's :class:`~airflow_rtml.streams.wakeups.WakeHub`."""
-    return WakeHub.same_key((
-        "airflow_rtml.flink_progress", kwargs["flink_conn_id"], kwargs["job_name"], kwargs["job_id"], kwargs["vertex"],
-        kwargs["metric"], bool(kwargs.get("commit_aware", False)), float(kwargs["poll_interval"])))
+    return ("airflow_rtml.flink_progress", kwargs["flink_conn_id"], kwargs["job_name"], kwargs["job_id"],
+            kwargs["vertex"], kwargs["metric"], bool(kwargs.get("commit_aware", False)), float(kwargs["poll_interval"]))
 
 
 def _drain_every(poll_interval: float) -> int:

@@ -275,31 +275,3 @@ def test_a_trigger_run_alone_drives_its_own_loop_and_never_parks():
 
 async def _with_reader(scenario):
     await scenario(FlinkWatermarkTrigger.poller({}))  # the test's scripted reader (the autouse fixture)
-
-
-def test_a_crossing_that_concerns_thousands_of_waits_wakes_them_a_bounded_number_per_loop_iteration():
-    from airflow_rtml.progress import ProgressWait
-    from airflow_rtml.streams.wakeups import WAKE_PER_STEP
-
-    async def scenario(_reader: ScriptedReader):
-        hub = WakeHub(("test", "burst"), drain_every=1000)
-
-        async def source():
-            yield obs(T - 10)
-            yield obs(T)  # concerns every wait below
-
-        published = hub.publish(source())
-        await anext(published)
-        waits = [ProgressWait(stream="s", threshold_ms=T, commit_aware=False, stall_timeout=None, deadline=None,
-                              by_name=True, now=0.0) for _ in range(3 * WAKE_PER_STEP + 7)]
-        futures = [hub.park(w) for w in waits]
-        await anext(published)
-        resolved = []
-        for _ in range(6):
-            await asyncio.sleep(0)
-            resolved.append(sum(f.done() for f in futures))
-        assert resolved[0] <= WAKE_PER_STEP and resolved[-1] == len(futures)
-        assert all(b - a <= WAKE_PER_STEP for a, b in zip([0, *resolved], resolved))
-        await published.aclose()
-
-    asyncio.run(_with_reader(scenario))
