@@ -54,7 +54,9 @@ def test_each_closed_hour_is_trained_exactly_once_after_it_closed_and_committed(
     assert summary["windows_closed"] == keys
     with _api(cfg) as c:
         runs = c.get("/dags/rtml_demo_train_hourly/dagRuns", params={"run_after_gte": since, "limit": 100}).json()
-        assert sorted(r["partition_key"] for r in runs["dag_runs"]) == keys  # exactly once each
+        # Exactly once each. The source plays one hour more (it closes the last one), and the chain keeps running
+        # (keep=True, then the backfill), so that next hour may be trained too by now: only the demo's hours count.
+        assert sorted(r["partition_key"] for r in runs["dag_runs"] if r["partition_key"] in keys) == keys
         api = AirflowApi(cfg.airflow_url)
         events = [e for e in api.asset_events("rtml_demo_training_sample_hours", since)
                   if (e.get("extra") or {}).get("stream") == f"{summary['chain']}-sample-features"]
@@ -93,11 +95,16 @@ def test_model_versions_are_an_unbroken_sequence_and_learn_the_hidden_model(demo
     assert auc >= 0.65
 
 
+def _demo_hours() -> list[str]:
+    start = 1767225600000
+    return [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((start + h * HOUR_MS) / 1000)) for h in range(HOURS)]
+
+
 def test_evaluation_names_the_truly_better_bucket(demo):
     summary, _, cfg = demo
     assert summary["truth"]["winner"] == "treatment"
     assert set(summary["winner_per_hour"].values()) == {summary["truth"]["winner"]}
-    assert len(summary["winner_per_hour"]) == HOURS
+    assert sum(1 for h in summary["winner_per_hour"] if h in _demo_hours()) == HOURS  # the next may be evaluated too
     assert (Path(summary["reports_dir"]) / "ctr_per_bucket.png").stat().st_size > 1000
 
 
