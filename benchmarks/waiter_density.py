@@ -18,6 +18,10 @@ Implementations:
   so each wait runs its own ``run()`` loop. DESIGN.md section 6 explains why this, not ``HttpSensor``, is the
   closest deferred peer.
 * ``floor`` — ``DateTimeTrigger`` far in the future: the cost of N idle triggerer tasks and nothing else.
+* ``floor-shared`` — N no-op ``BaseEventTrigger`` subscribers of Airflow's shared streams (one per job, a constant
+  every poll, no I/O), each filter looking at every snapshot and doing nothing: what Airflow itself costs for N
+  triggers subscribed to shared streams, with a task wake-up per wait and snapshot (what ours cost before its
+  waits parked between the snapshots that concern them).
 
 The JobManager is ``fake_jobmanager.py`` in its own process (its CPU is not the triggerer's), port 18081 by
 default, ``--jobs`` RUNNING jobs; the thresholds are never reached, so every wait stays open for the window.
@@ -42,11 +46,13 @@ Usage (from the repo root)::
 
     .venv/bin/python benchmarks/waiter_density.py            # full run, ~14 min -> benchmarks/results/waiter_density.json
     .venv/bin/python benchmarks/waiter_density.py --quick    # ~2 min smoke run  -> benchmarks/results/waiter_density.quick.json
+    .venv/bin/python benchmarks/waiter_density.py --scale --jobs 100   # ~14 min -> benchmarks/results/waiter_density.scale.json
 
 Full plan: N = 10, 100, 1,000 at a 5 s poll (60 s windows) and at a 1 s poll (30 s windows), waits started
 spread over one poll interval; N = 1,000 at 5 s with a *burst* start (every trigger created at once, as after a
 triggerer restart; 30 s windows); the floor at N = 1,000 (30 s). Ours and the peer run back to back with the same
-warm-up and window. ``--only``, ``--n``, ``--poll``, ``--start`` select a subset of the plan.
+warm-up and window. ``--scale``: 1,000 and 10,000 waits at a 5 s poll (60 s windows), ours on each source, the
+peer at 1,000, and both floors at both N. ``--only``, ``--n``, ``--poll``, ``--start`` select a subset of the plan.
 
 Needs ``apache-airflow-providers-http`` for the peer. Uses 127.0.0.1:<--port> only (default 18081).
 """
@@ -56,6 +62,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import gc
 import json
 import os
@@ -74,7 +81,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 FAR_FUTURE_MS = 4_102_444_800_000  # 2100-01-01: never reached during a run
-IMPLS = ("ours", "ours-reporter", "ours-auto", "peer", "floor")
+IMPLS = ("ours", "ours-reporter", "ours-auto", "peer", "floor", "floor-shared")
 #: The connection each of our implementations waits through (env in main()).
 OUR_CONNS = {"ours": "flink_default", "ours-reporter": "flink_reporter", "ours-auto": "flink_auto"}
 WINDOW_START, WINDOW_END = "=== waiter_density window start ===", "=== waiter_density window end ==="
@@ -87,6 +94,42 @@ def _hex(seed: str) -> str:
 
 
 # ====================================================================== child: one configuration, one "triggerer"
+@functools.cache
+def shared_floor_trigger_class() -> type:
+    """The ``floor-shared`` trigger (defined on first use: the parent process does not import Airflow's triggers)."""
+    from airflow.triggers.base import BaseEventTrigger
+
+    class SharedFloorTrigger(BaseEventTrigger):
+        """A no-op subscriber of a shared stream that yields a constant every ``poll_interval`` (no I/O)."""
+
+        def __init__(self, stream: str, poll_interval: float):
+            super().__init__()
+            self.stream, self.poll_interval = stream, poll_interval
+
+        def serialize(self):
+            return (f"{__name__}.SharedFloorTrigger", {"stream": self.stream, "poll_interval": self.poll_interval})
+
+        def shared_stream_key(self):
+            return ("waiter_density.floor-shared", self.stream, self.poll_interval)
+
+        @classmethod
+        async def open_shared_stream(cls, kwargs):
+            while True:
+                yield kwargs["stream"]
+                await asyncio.sleep(kwargs["poll_interval"])
+
+        async def filter_shared_stream(self, shared_stream):
+            async for _ in shared_stream:
+                pass
+            yield  # pragma: no cover - never reached: the stream does not end
+
+        async def run(self):  # pragma: no cover - always shared here
+            raise NotImplementedError
+            yield
+
+    return SharedFloorTrigger
+
+
 def make_triggers(impl: str, n: int, jobs: int, poll: float) -> list:
     """N trigger objects, built from kwargs as the triggerer deserializes them. Wait i is on job ``i % jobs``."""
     triggers = []
@@ -116,6 +159,9 @@ def make_triggers(impl: str, n: int, jobs: int, poll: float) -> list:
 
         moment = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
         triggers = [DateTimeTrigger(moment=moment) for _ in range(n)]
+    elif impl == "floor-shared":
+        cls = shared_floor_trigger_class()
+        triggers = [cls(**cls(stream=f"bench-job-{i % jobs}", poll_interval=poll).serialize()[1]) for i in range(n)]
     else:
         raise ValueError(impl)
     return triggers
@@ -418,13 +464,16 @@ def run_config(cfg: dict, env: dict, logdir: Path) -> dict:
 def plan(quick: bool, scale: bool = False) -> list[dict]:
     """Configurations in run order: ours (REST, reporter, auto-detected source) and the peer back to back for
     each (poll, N, start). ``scale``: 1,000 and 10,000 waits (run with ``--jobs 100``); the peer only at 1,000
-    (10,000 HttpEventTrigger loops cannot keep a 5 s poll on 2 cores: it would measure a saturated CPU)."""
+    (10,000 HttpEventTrigger loops cannot keep a 5 s poll on 2 cores: it would measure a saturated CPU); the
+    floors at both, so what Airflow itself costs per trigger is measured in the same run."""
     def pair(n: int, poll: float, warmup: float, duration: float, start: str = "spread",
              impls: tuple = ("ours", "ours-reporter", "ours-auto", "peer")) -> list[dict]:
         return [dict(impl=impl, n=n, poll=poll, warmup=warmup, duration=duration, start=start) for impl in impls]
 
     if scale:
-        return pair(1000, 5.0, 12.0, 60.0) + pair(10000, 5.0, 20.0, 60.0, impls=("ours", "ours-reporter", "ours-auto"))
+        floors = ("floor", "floor-shared")
+        return (pair(1000, 5.0, 12.0, 60.0, impls=("ours", "ours-reporter", "ours-auto", "peer", *floors))
+                + pair(10000, 5.0, 20.0, 60.0, impls=("ours", "ours-reporter", "ours-auto", *floors)))
     if quick:
         return [c for n in (10, 1000) for c in pair(n, 5.0, 7.0, 15.0)]
     cfgs = [c for n in (10, 100, 1000) for c in pair(n, 5.0, 12.0, 60.0)]
@@ -445,7 +494,8 @@ def _fmt(v, nd=1) -> str:
 
 LABELS = {"ours": "ours (FlinkWatermarkTrigger), REST source", "ours-reporter": "ours, reporter source set explicitly",
           "ours-auto": "ours, source auto-detected (no extras)", "peer": "peer (HttpEventTrigger)",
-          "floor": "floor (DateTimeTrigger)"}
+          "floor": "floor (DateTimeTrigger)",
+          "floor-shared": "floor-shared (no-op shared-stream subscribers)"}
 
 
 def _key(r: dict, impl: str | None = None) -> tuple:

@@ -31,11 +31,21 @@ A job with checkpointing disabled can never commit a window: the reader says so 
 **Monotone.** A fired wait stays fired (it ended); a lower progress never makes a wait forget that it saw a
 higher one for its messages. Deadlines are absolute epoch seconds on the observer's clock (they only end a
 wait, never fire one). Pure: standard library only, clock injected through ``Observation.at``.
+
+**Which waits an observation concerns.** Thousands of waits on one stream see the same observations, and most
+of them would only note "not yet". A :class:`WakeIndex` tells, per observation, which waits it may end or whose
+decision it may change — a progress at or past their threshold, a failure, an end of the job, a stall coming
+due — so only those need to look at it now. The others look later, in order: a wait still evaluates *every*
+observation of the stream, so it decides exactly what it would have decided at once; an observation the index
+does not name can only be looked at later, never decided differently. A wait whose next decision may depend on
+any observation (a commit-aware crossing waiting for its checkpoint) looks at every one as it comes.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +60,7 @@ from airflow_rtml.progress.watermarks import (
     describe,
 )
 
-__all__ = ["FAILURE_STATES", "CommittedProgress", "Observation", "ProgressWait", "short_cause"]
+__all__ = ["FAILURE_STATES", "CommittedProgress", "Observation", "ProgressWait", "WakeIndex", "short_cause"]
 
 _CAUSE_LINE = re.compile(r"^(Caused by: .*|[A-Za-z_][\w.]*(Error|Exception)\b.*)$")
 
@@ -146,6 +156,9 @@ class ProgressWait:
     :param now: the clock at creation (stall detection starts here).
     """
 
+    __slots__ = ("stream", "threshold_ms", "commit_aware", "deadline", "by_name", "progress", "stall",
+                 "crossed_at_ms", "last_event_time", "_crossing", "_commit", "_last")
+
     def __init__(self, *, stream: str, threshold_ms: int, commit_aware: bool, stall_timeout: float | None,
                  deadline: float | None, by_name: bool, now: float):
         self.stream, self.threshold_ms, self.commit_aware = stream, threshold_ms, commit_aware
@@ -184,6 +197,13 @@ class ProgressWait:
                     f"(progress {describe(self.progress.value)})")
         last = f"; last error: {obs.error}" if obs.error else ""
         return self._event(EventStatus.TIMEOUT, obs, f"Stream {self.stream} {what}{last}")
+
+    @property
+    def needs_every_observation(self) -> bool:
+        """Whether any observation may change what this wait decides next (a commit-aware crossing is awaiting
+        its checkpoint, or the commit its confirmation), so it must look at each one as it comes; otherwise only
+        the observations a :class:`WakeIndex` names need to be looked at at once."""
+        return self._crossing is not None or self._commit is not None
 
     # ------------------------------------------------------------------ decision
     def evaluate(self, obs: Observation) -> dict | None:
@@ -264,6 +284,171 @@ class ProgressWait:
                 and completed is not None and completed > self._crossing.triggered_id):
             self._commit = _Commit(obs.attempt, completed, obs.mono)  # step 2
         return False
+
+
+class _Ladder:
+    """Tokens filed under a number, in order: :meth:`take_upto` removes and returns those filed at or below a
+    value. An entry is one ``(key, n, token)`` tuple in one sorted list (``n`` unique per index: a tie-break,
+    and what finds the entry again)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: list[tuple] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def add(self, key, n: int, token: Hashable) -> None:
+        insort(self._entries, (key, n, token))
+
+    def discard(self, key, n: int) -> None:
+        i = bisect_left(self._entries, (key, n))
+        if i < len(self._entries) and self._entries[i][1] == n:
+            del self._entries[i]
+
+    def take_upto(self, value) -> list:
+        end = bisect_right(self._entries, (value, math.inf))
+        taken = [token for _, _, token in self._entries[:end]]
+        del self._entries[:end]
+        return taken
+
+    def first(self):
+        return self._entries[0][0] if self._entries else None
+
+
+class _Filing:
+    """Where a parked token is filed."""
+
+    __slots__ = ("n", "threshold_ms", "stalls_from", "deadline", "due", "by_id")
+
+    def __init__(self, n: int, threshold_ms: int, stalls_from: float | None, deadline: float | None, due: int,
+                 by_id: bool):
+        self.n, self.threshold_ms, self.stalls_from, self.deadline = n, threshold_ms, stalls_from, deadline
+        self.due, self.by_id = due, by_id
+
+
+class WakeIndex:
+    """The waits parked on one stream, filed by what can concern them: :meth:`observe` returns (and forgets) the
+    ones an observation concerns, in O(those · log n), not O(all waits), per observation.
+
+    An observation concerns a parked :class:`ProgressWait` when it may end it or change its next decision (see
+    :meth:`ProgressWait.evaluate`): its progress is ``>= threshold_ms`` (a crossing; for a commit-aware wait, the
+    crossing it records), it is a non-transient error, a failed or canceled job or a job with checkpointing
+    disabled (every wait), a FINISHED job (waits on a job id), or its ``at`` reaches the time from which the
+    wait's stall detector could report a stall (waits with ``stall_timeout`` that have not crossed). Naming a
+    wait that then decides nothing is harmless (it looks, and parks again). A wait is also named once in every
+    ``drain_every`` observations, so that it looks at what queued up meanwhile (its progress line; a bounded
+    queue): at most ``drain_every`` after it parked, at a phase of its own (the waits of a stream do not all look
+    at the same observation). :meth:`expire` names the waits whose deadline passed, so one timer serves a
+    stream's waits.
+
+    A wait whose :attr:`~ProgressWait.needs_every_observation` is true must not park: it looks at every
+    observation. Pure: no I/O, clocks passed in; tokens are any hashable (a future, in the triggerer).
+
+    :param drain_every: observations after which a parked wait is named in any case (>= 1).
+    """
+
+    __slots__ = ("drain_every", "seq", "_n", "_where", "_thresholds", "_stalls", "_deadlines", "_by_id", "_due")
+
+    def __init__(self, drain_every: int = 12):
+        if drain_every < 1:
+            raise ValueError(f"drain_every must be >= 1, got {drain_every}.")
+        self.drain_every = drain_every
+        #: Observations seen so far.
+        self.seq = 0
+        self._n = 0
+        self._reset()
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, token: Hashable) -> bool:
+        return token in self._where
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of a parked wait (None: none has one)."""
+        return self._deadlines.first()
+
+    def add(self, token: Hashable, wait: ProgressWait) -> None:
+        """Park ``token`` for ``wait`` (replacing an earlier filing of the same token)."""
+        if wait.needs_every_observation:
+            raise ValueError(f"The wait on {wait.stream} needs every observation: it cannot park.")
+        self.discard(token)
+        self._n += 1
+        reached = wait.progress.value is not None and wait.progress.value >= wait.threshold_ms
+        deadline = wait.deadline if wait.deadline is not None and math.isfinite(wait.deadline) else None
+        filing = self._where[token] = _Filing(
+            self._n, wait.threshold_ms, wait.stall.stalls_from if wait.stall is not None and not reached else None,
+            deadline, self._next_look(wait), not wait.by_name)
+        self._thresholds.add(filing.threshold_ms, filing.n, token)
+        if filing.stalls_from is not None:
+            self._stalls.add(filing.stalls_from, filing.n, token)
+        if filing.deadline is not None:
+            self._deadlines.add(filing.deadline, filing.n, token)
+        if filing.by_id:
+            self._by_id[token] = None
+        self._due.setdefault(filing.due, {})[token] = None
+
+    def _next_look(self, wait: ProgressWait) -> int:
+        """The first observation after now that is ``wait``'s periodic look: the next one in its phase."""
+        phase = hash((id(wait),)) % self.drain_every  # its identity, mixed (raw ids share low bits): stable, spread
+        return self.seq + 1 + (phase - self.seq - 1) % self.drain_every
+
+    def discard(self, token: Hashable) -> None:
+        """Forget ``token`` (no error if it is not parked)."""
+        filing = self._where.pop(token, None)
+        if filing is None:
+            return
+        self._thresholds.discard(filing.threshold_ms, filing.n)
+        if filing.stalls_from is not None:
+            self._stalls.discard(filing.stalls_from, filing.n)
+        if filing.deadline is not None:
+            self._deadlines.discard(filing.deadline, filing.n)
+        if filing.by_id:
+            self._by_id.pop(token, None)
+        bucket = self._due.get(filing.due)
+        if bucket is not None:
+            bucket.pop(token, None)
+            if not bucket:
+                del self._due[filing.due]
+
+    def clear(self) -> list:
+        """Forget every parked token; return them."""
+        tokens = list(self._where)
+        self._reset()
+        return tokens
+
+    def _reset(self) -> None:
+        self._where: dict = {}  # token -> _Filing
+        self._thresholds, self._stalls, self._deadlines = _Ladder(), _Ladder(), _Ladder()
+        self._by_id: dict = {}  # tokens a FINISHED job concerns
+        self._due: dict[int, dict] = {}  # seq -> {token: None}
+
+    def observe(self, obs: Observation) -> list:
+        """The tokens ``obs`` concerns (see the class docstring), each once; they are no longer parked."""
+        self.seq += 1
+        kind = obs.error_kind
+        if (kind is not None and kind != TRANSIENT) or obs.state in FAILURE_STATES or obs.checkpointing is False:
+            return self.clear()
+        woken = self._due.pop(self.seq, {})
+        if obs.progress_ms is not None:
+            woken.update(dict.fromkeys(self._thresholds.take_upto(obs.progress_ms)))
+        if self._stalls:
+            woken.update(dict.fromkeys(self._stalls.take_upto(obs.at)))
+        if obs.state == "FINISHED" and self._by_id:
+            woken.update(self._by_id)
+        return self._forget(woken)
+
+    def expire(self, now: float) -> list:
+        """The tokens whose wait's deadline is at or before ``now`` (epoch s); they are no longer parked."""
+        return self._forget(dict.fromkeys(self._deadlines.take_upto(now)))
+
+    def _forget(self, tokens: dict) -> list:
+        for token in tokens:
+            self.discard(token)
+        return list(tokens)
 
 
 class CommittedProgress:

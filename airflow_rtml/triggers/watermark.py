@@ -8,7 +8,10 @@ through the JobManager's REST API, or a Kafka progress topic (see :mod:`airflow_
 **One poll loop per stream.** The triggers are ``BaseEventTrigger`` subclasses with a
 ``shared_stream_key()``: in one triggerer process, every waiter on the same (connection, job, vertex, metric,
 commit-awareness, poll interval) shares a single poll loop (:meth:`open_shared_stream`) whose snapshots are
-fanned out to each waiter's :meth:`filter_shared_stream`. N waiters cost the REST calls of one.
+fanned out to each waiter's :meth:`filter_shared_stream`. N waiters cost the REST calls of one. A waiter looks
+at a snapshot at once only when it concerns it (its threshold crossed, a failure, the job's end, a stall due);
+it parks meanwhile and looks at the rest later, in order (:mod:`airflow_rtml.streams.wakeups`), so N waiters
+cost the triggerer little more than N idle tasks.
 
 **Event payload** (public API, stable): ``{"status": "success" | "failed" | "timeout", "reason": FailureReason
 | None, "job_id", "stream", "progress_ms": int | None, "progress": str, "threshold_ms": int, "checkpoint_id":
@@ -29,8 +32,9 @@ much later; read from the TaskManagers' Prometheus reporters (connection extra `
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import aclosing
 from typing import Any
 
@@ -58,24 +62,77 @@ from airflow_rtml.streams.flink import (  # noqa: F401 - re-exported: their roun
     sink_vertices,
 )
 from airflow_rtml.streams.shared import SHARED, SharedFetches  # noqa: F401 - re-exported
-from airflow_rtml.triggers.base import ProgressLog, SharedStreamTrigger, until_deadline
+from airflow_rtml.streams.wakeups import WakeHub, decide_parked
+from airflow_rtml.triggers.base import (
+    FIRST_LOOK_GRACE_S,
+    PROGRESS_LOG_EVERY_S,
+    ProgressLog,
+    SharedStreamTrigger,
+    until_deadline,
+)
 
 #: The round-1 name of :class:`~airflow_rtml.streams.flink.FlinkStreamReader`.
 FlinkProgressPoller = FlinkStreamReader
 
 
-async def decide(wait: ProgressWait, observations: AsyncIterator[Observation], log) -> AsyncIterator[dict]:
+def decide(wait: ProgressWait, observations: AsyncIterator[Observation], log, shared_key: Hashable | None = None,
+           to_event: Callable[[dict], Any] | None = None) -> AsyncIterator[Any]:
     """Let ``wait`` decide over ``observations`` until it ends: yields exactly one terminal event payload (success,
-    failure or timeout), the timeout at the wait's own deadline even while a poll is still in flight. The
-    deferred path (triggers) and the worker path (sensors) both run this."""
+    failure or timeout; ``to_event`` of it if given), the timeout at the wait's own deadline even while a poll is
+    still in flight, and logs progress lines meanwhile. The deferred path (triggers) and the worker path (sensors)
+    both run this. With the ``shared_key`` of a shared Flink stream, the wait parks between the observations that
+    concern it: the same decisions, fewer wake-ups (:func:`~airflow_rtml.streams.wakeups.decide_parked`)."""
     progress_log = ProgressLog(log, wait.stream, wait.threshold_ms)
+    if shared_key is not None:
+        return decide_parked(wait, observations, shared_key, progress_log=progress_log,
+                             first_look_grace_s=FIRST_LOOK_GRACE_S, to_event=to_event or _same)
+    return _decide(wait, observations, progress_log, to_event or _same)
+
+
+def _same(event: dict) -> dict:
+    return event
+
+
+async def _decide(wait: ProgressWait, observations: AsyncIterator[Observation], progress_log: ProgressLog,
+                  to_event: Callable[[dict], Any]) -> AsyncIterator[Any]:
     async with aclosing(until_deadline(observations, wait.deadline)) as timed:
         async for obs in timed:
             event = wait.timeout_event(now=time.time()) if obs is None else wait.evaluate(obs)
             if event is not None:
-                yield event
+                yield to_event(event)
                 return
             progress_log.observe(wait, obs)
+
+
+def stream_key(kwargs: dict[str, Any]) -> tuple:
+    """The shared stream key of a Flink stream trigger's (serialized) kwargs: every trigger with the same key
+    shares one poll loop, and its waits share that loop's :class:`~airflow_rtml.streams.wakeups.WakeHub`."""
+    return WakeHub.same_key((
+        "airflow_rtml.flink_progress", kwargs["flink_conn_id"], kwargs["job_name"], kwargs["job_id"], kwargs["vertex"],
+        kwargs["metric"], bool(kwargs.get("commit_aware", False)), float(kwargs["poll_interval"])))
+
+
+def _drain_every(poll_interval: float) -> int:
+    """Observations after which a parked wait looks in any case: about once per progress line
+    (:data:`~airflow_rtml.triggers.base.PROGRESS_LOG_EVERY_S`), and within half the triggerer's subscriber queue
+    (``[triggerer] shared_stream_subscriber_queue_size``; a full queue fails the trigger)."""
+    try:
+        from airflow.sdk.configuration import conf
+
+        queue_size = conf.getint("triggerer", "shared_stream_subscriber_queue_size", fallback=1024)
+    except Exception:  # noqa: BLE001 - no configuration to read: Airflow's default
+        queue_size = 1024
+    return max(1, min(math.ceil(PROGRESS_LOG_EVERY_S / max(poll_interval, 1e-3)), queue_size // 2))
+
+
+async def observe_shared(kwargs: dict[str, Any]) -> AsyncIterator[Observation]:
+    """The shared poll loop of a Flink stream trigger: its reader's observations, published through the stream's
+    :class:`~airflow_rtml.streams.wakeups.WakeHub` (the same loop for watermark and window triggers)."""
+    hub = WakeHub(stream_key(kwargs), _drain_every(float(kwargs["poll_interval"])))
+    async with aclosing(FlinkWatermarkTrigger.poller(kwargs).observations()) as observations, \
+            aclosing(hub.publish(observations)) as published:
+        async for obs in published:
+            yield obs
 
 
 def wait_result(event: dict) -> dict:
@@ -148,8 +205,7 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
         )
 
     def shared_stream_key(self) -> Hashable:
-        return ("airflow_rtml.flink_progress", self.flink_conn_id, self.job_name, self.job_id, self.vertex,
-                self.metric, self.commit_aware, self.poll_interval)
+        return stream_key(self.serialize()[1])
 
     @staticmethod
     def poller(kwargs: dict[str, Any], hook: FlinkRestHook | None = None) -> FlinkStreamReader:
@@ -162,7 +218,7 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Observation]:
-        async with aclosing(cls.poller(kwargs).observations()) as observations:
+        async with aclosing(observe_shared(kwargs)) as observations:
             async for obs in observations:
                 yield obs
 
@@ -171,15 +227,18 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
                             stall_timeout=self.stall_timeout, deadline=self.deadline,
                             by_name=self.job_name is not None, now=time.time())
 
-    async def filter_shared_stream(self, shared_stream: AsyncIterator[Observation]) -> AsyncIterator[TriggerEvent]:
-        async with aclosing(decide(self.new_wait(), shared_stream, self.log)) as events:
-            async for event in events:
-                self.log.info("%s", event["message"])
-                if self.end_task_on_success and event["status"] == EventStatus.SUCCESS.value:
-                    yield TaskSuccessEvent(xcoms={"return_value": wait_result(event)})
-                else:
-                    yield TriggerEvent(event)
-                return
+    def filter_shared_stream(self, shared_stream: AsyncIterator[Observation]) -> AsyncIterator[TriggerEvent]:
+        # The decision's own generator, no wrapper of ours around it (a parked wait holds only that); the class's
+        # logger, not one per trigger (~1 KB each): the triggerer routes each line to the task's log by the
+        # context it binds per trigger, whatever the logger.
+        return decide(self.new_wait(), shared_stream, type(self).logger(), self.shared_stream_key(),
+                      to_event=self._trigger_event)
+
+    def _trigger_event(self, event: dict) -> TriggerEvent:
+        type(self).logger().info("%s", event["message"])
+        if self.end_task_on_success and event["status"] == EventStatus.SUCCESS.value:
+            return TaskSuccessEvent(xcoms={"return_value": wait_result(event)})
+        return TriggerEvent(event)
 
 
 class FlinkWindowEventTrigger(SharedStreamTrigger):
@@ -247,12 +306,11 @@ class FlinkWindowEventTrigger(SharedStreamTrigger):
         )
 
     def shared_stream_key(self) -> Hashable:
-        return ("airflow_rtml.flink_progress", self.flink_conn_id, self.job_name, self.job_id, self.vertex,
-                self.metric, False, self.poll_interval)
+        return stream_key({**self.serialize()[1], "commit_aware": False})
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Observation]:
-        async with aclosing(FlinkWatermarkTrigger.poller({**kwargs, "commit_aware": False}).observations()) as obs:
+        async with aclosing(observe_shared({**kwargs, "commit_aware": False})) as obs:
             async for one in obs:
                 yield one
 
