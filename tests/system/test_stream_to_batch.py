@@ -47,12 +47,24 @@ def _deferred_producer_ti(client: httpx.Client) -> dict | None:
 
 def _restart_triggerer(stack) -> subprocess.Popen:
     """SIGKILL the stack's triggerer; start a new one (standalone does not restart its children)."""
-    victims = [p for p in stack.stack_processes()
-               if "triggerer" in " ".join(p.cmdline()) and "airflow" in " ".join(p.cmdline())]
+    def command(p):  # a short-lived child (a task process, a log fetch) may exit between listing and reading
+        try:
+            return " ".join(p.cmdline())
+        except psutil.Error:
+            return ""
+
+    victims = [p for p in stack.stack_processes() if "triggerer" in command(p) and "airflow" in command(p)]
     assert victims, "no running triggerer found"
-    victims += [c for p in victims for c in p.children(recursive=True)]  # its log server would keep port 8794
+    for p in list(victims):  # its log server would keep port 8794
+        try:
+            victims += p.children(recursive=True)
+        except psutil.Error:
+            pass
     for p in victims:
-        os.kill(p.pid, signal.SIGKILL)
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     psutil.wait_procs(victims, timeout=10)
     env = dict(os.environ, **airflow_env(stack.cfg), **{MARKER: str(stack.cfg.home)})
     log = (stack.cfg.log_dir / "airflow-triggerer-restarted.log").open("ab")
