@@ -293,14 +293,24 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
 
 
 class _WindowOrder(set):
-    """An outlet's partition keys that iterate in window order (the order given), then any others sorted."""
+    """An outlet's partition keys that iterate in window order (the order given), then any others sorted; with
+    ``extras``, each key's own event ``extra``.
 
-    def __init__(self, ordered: list[str], keys: set[str]):
+    Airflow 3.3 registers one asset event per partition key, iterating the accessor's key set and reading its
+    (single, shared) ``extra`` for each: iterating this set switches the accessor's ``extra`` to the key's own
+    before the key is handed out, so every event carries its own window and no other."""
+
+    def __init__(self, ordered: list[str], keys: set[str], accessor: Any = None,
+                 extras: dict[str, dict] | None = None):
         super().__init__(keys)
         self._order = [k for k in dict.fromkeys(ordered) if k in keys] + sorted(set(keys) - set(ordered))
+        self._accessor, self._extras = accessor, extras or {}
 
     def __iter__(self):
-        return iter(self._order)
+        for key in list(self._order):
+            if self._accessor is not None and key in self._extras:
+                self._accessor.extra = self._extras[key]
+            yield key
 
     def update(self, *others) -> None:
         for keys in others:
@@ -339,7 +349,8 @@ class StreamWindowSensor(StreamWatermarkSensor):
     being the window start (:func:`window_partition_key`; :func:`window_from_partition_key` turns it back).
 
     Exactly once: the cursor is the last window this sensor emitted for this stream, read from the asset's
-    latest events (the event ``extra`` carries ``stream`` and ``last_window_end_ms``); events are registered
+    latest events (each window's event ``extra`` carries ``stream``, its own ``window`` and
+    ``last_window_end_ms``); events are registered
     only when the task succeeds, so a retried or cleared run emits the same keys, never a gap. The first run for
     a stream starts at the window holding ``start``, or without it at the window that holds the stream's progress
     when it first reports one (and logs a warning that earlier windows are not emitted).
@@ -352,8 +363,11 @@ class StreamWindowSensor(StreamWatermarkSensor):
 
     Templated fields: ``target``, ``job_name``, ``job_id``, ``vertex``, ``start``.
 
-    :param asset: the Asset that stands for the stream's closed windows (set as inlet and outlet unless
-        ``inlets`` / ``outlets`` are given; the cursor is read from its inlet events).
+    :param asset: the Asset that stands for the stream's closed windows (set as outlet unless ``outlets`` is
+        given; the cursor is read from its latest events). One event per window, in window order; its ``extra``
+        holds ``stream``, ``job_id``, ``window`` (``start_ms``, ``end_ms``, ``start``, ``end``),
+        ``window_start_ms``, ``window_end_ms``, ``last_window_end_ms`` (its window's end), ``progress_ms``,
+        ``checkpoint_id`` and ``crossed_at_ms``.
     :param window: window size (tumbling, aligned to the epoch plus ``offset``, as in Flink; positive).
     :param offset: window offset.
     :param max_windows: most windows emitted by one run (a stream far ahead catches up over several runs).
@@ -398,8 +412,7 @@ class StreamWindowSensor(StreamWatermarkSensor):
 
     def __init__(self, *, asset: Asset, window: timedelta, offset: timedelta = timedelta(0),
                  max_windows: int = 100, start: Any = None, **kwargs: Any):
-        kwargs.setdefault("inlets", [asset])
-        kwargs.setdefault("outlets", [asset])
+        kwargs.setdefault("outlets", [asset])  # not an inlet too: the lineage graph would show a self-loop
         super().__init__(**kwargs)
         if window <= timedelta(0):
             raise FlinkConfigurationError(f"{self.task_id}: window must be positive.")
@@ -415,12 +428,16 @@ class StreamWindowSensor(StreamWatermarkSensor):
         return self.job_name or self.job_id
 
     def _cursor(self, context: Context) -> int | None:
-        """End of the last window emitted for this stream, from the asset's latest events."""
-        for event in context["inlet_events"][self.asset].ascending(False).limit(50):
-            extra = event.extra or {}
-            if extra.get("stream") == self._stream and "last_window_end_ms" in extra:
-                return int(extra["last_window_end_ms"])
-        return None
+        """End of the last window emitted for this stream, from the asset's latest events (read as an inlet's
+        would be, without declaring the asset an inlet of its own producer)."""
+        from airflow.sdk.execution_time.context import InletEventsAccessor
+
+        inlets = context["inlet_events"]
+        events = inlets[self.asset] if self.asset in list(inlets) else \
+            InletEventsAccessor(asset_name=self.asset.name, asset_uri=self.asset.uri)
+        ends = [int(extra["last_window_end_ms"]) for event in events.ascending(False).limit(50)
+                if (extra := event.extra or {}).get("stream") == self._stream and "last_window_end_ms" in extra]
+        return max(ends) if ends else None
 
     def execute(self, context: Context) -> WindowWaitResult:
         cursor = self._cursor(context)
@@ -482,16 +499,18 @@ class StreamWindowSensor(StreamWatermarkSensor):
                 self._stream, event.get("last_event_time_ms"),
             )
         keys = [window_partition_key(w) for w in windows]
+        common = {"stream": self._stream, "job_id": event.get("job_id"), "window_size_ms": self._size_ms,
+                  "progress_ms": event["progress_ms"], "checkpoint_id": event.get("checkpoint_id"),
+                  "crossed_at_ms": event.get("crossed_at_ms")}
         outlet = context["outlet_events"][self.asset]
         outlet.add_partitions(keys)
-        # Airflow 3.3 keeps partition keys in a set and registers one asset event per key in the set's iteration
-        # order, so the consumer's runs were created out of window order: iterate them in window order.
-        outlet.partition_keys = _WindowOrder(keys, outlet.partition_keys)
-        outlet.extra.update({
-            "stream": self._stream, "job_id": event.get("job_id"), "window_size_ms": self._size_ms,
-            "windows": [w.to_dict() for w in windows], "last_window_end_ms": windows[-1].end_ms,
-            "progress_ms": event["progress_ms"], "checkpoint_id": event.get("checkpoint_id"),
-            "crossed_at_ms": event.get("crossed_at_ms"),
-        })
+        outlet.extra.update({**common, "windows": [w.to_dict() for w in windows],
+                             "last_window_end_ms": windows[-1].end_ms})
+        # One asset event per window, registered in window order (Airflow 3.3 keeps the keys in a set: the
+        # consumer's runs came out of window order), each carrying its own window only.
+        outlet.partition_keys = _WindowOrder(keys, outlet.partition_keys, outlet, {
+            key: {**common, "window": w.to_dict(), "window_start_ms": w.start_ms, "window_end_ms": w.end_ms,
+                  "windows": [w.to_dict()], "last_window_end_ms": w.end_ms}
+            for key, w in zip(keys, windows)})
         self.log.info("Stream %s closed %d window(s): %s", self._stream, len(keys), keys)
         return {"stream": self._stream, "partition_keys": keys, "progress_ms": event["progress_ms"]}

@@ -15,6 +15,7 @@ from support import wait_for
 
 MINUTE = 60_000
 PRODUCER, CONSUMER, SENSOR = "stream_windows_producer", "process_closed_window", "wait_for_closed_windows"
+ASSET = "rtml_example_events_per_minute"
 
 
 def _iso(ms: int) -> str:
@@ -60,6 +61,20 @@ def test_first_run_says_where_it_starts_and_consumer_runs_follow_window_order(st
         wait_for("five consumer runs", lambda: len(_runs(client, set(keys))) >= 5, 180)
         created = [r["partition_key"] for r in _runs(client, set(keys))]
         assert created == keys, created
+        # Each window's asset event carries its own window only, and the producer is not drawn as a consumer of
+        # its own asset (no self-loop in the lineage graph).
+        asset = client.get("/assets", params={"name_pattern": ASSET, "limit": 5}).json()["assets"]
+        asset = next(a for a in asset if a["name"] == ASSET)
+        events = client.get("/assets/events", params={"asset_id": asset["id"], "limit": 100,
+                                                      "order_by": "-timestamp"}).json()["asset_events"]
+        mine = {e["partition_key"]: e["extra"] for e in events if e.get("partition_key") in keys}
+        assert sorted(mine) == keys, mine
+        for i, key in enumerate(keys):
+            assert mine[key]["window_start_ms"] == base + i * MINUTE, mine[key]
+            assert mine[key]["last_window_end_ms"] == base + (i + 1) * MINUTE, mine[key]
+            assert [w["start_ms"] for w in mine[key]["windows"]] == [base + i * MINUTE], mine[key]
+        assert all(t["dag_id"] != PRODUCER for t in asset["consuming_tasks"]), asset["consuming_tasks"]
+        assert any(t["dag_id"] == PRODUCER for t in asset["producing_tasks"]), asset["producing_tasks"]
     finally:
         client.patch(f"/dags/{PRODUCER}", json={"is_paused": True})
         client.close()
