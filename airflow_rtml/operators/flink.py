@@ -337,9 +337,10 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         it keeps running the old program). A running job without a fingerprint (started outside airflow-rtml) is
         adopted with a warning.
     :param if_unchanged: with ``if_running="upgrade"``, what to do when the running job already runs this
-        program (same fingerprint): ``"adopt"`` (a no-op: no savepoint, no restart; the result says
-        ``adopted=True``) or ``"restart"`` (stop with a savepoint and start the same program from it, round 1's
-        behaviour and, for now, the default).
+        program (same fingerprint): ``"adopt"`` (default: a no-op, no savepoint and no restart; the result says
+        ``adopted=True``, so a retried or re-run upgrade task does not restart a job it already upgraded) or
+        ``"restart"`` (stop with a savepoint and start the same program from it, e.g. for a ``python=`` script
+        changed behind the same path, whose content is not part of the fingerprint: round 1's behaviour).
     :param upgrade_rollback: with ``if_running="upgrade"``, require a way back: a running job that carries no
         record of its program (started outside airflow-rtml, or its program replaced the global job
         parameters) is then not stopped at all, and ``FlinkUpgradeFailed`` says why. ``False`` upgrades such a
@@ -380,7 +381,7 @@ class FlinkSubmitJobOperator(_FlinkJobWaitMixin, BaseOperator):
         flink_conf: dict[str, str] | None = None,
         if_running: Literal["adopt", "upgrade", "fail"] = "adopt",
         if_changed: Literal["fail", "warn"] = "fail",
-        if_unchanged: Literal["adopt", "restart"] = "restart",
+        if_unchanged: Literal["adopt", "restart"] = "adopt",
         upgrade_rollback: bool = True,
         verify_timeout: timedelta = timedelta(minutes=1),
         savepoint_dir: str | None = None,

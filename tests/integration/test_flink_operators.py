@@ -65,7 +65,7 @@ def test_upgrade_stops_with_savepoint_and_restores_the_new_job_from_it(hook):
         old = _submit_op(name).execute(ti_context())
         while hook.get_checkpoints(old["job_id"]).completed < 1:
             time.sleep(0.5)
-        new = _submit_op(name, if_running="upgrade").execute(ti_context())
+        new = _submit_op(name, if_running="upgrade", if_unchanged="restart").execute(ti_context())
         assert new["job_id"] != old["job_id"] and new["savepoint_path"]
         assert hook.get_job_state(old["job_id"]) == JobState.FINISHED
         info = hook.get_checkpoints(new["job_id"])

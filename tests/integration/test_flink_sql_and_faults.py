@@ -132,7 +132,7 @@ def test_upgrade_through_a_savepoint_keeps_keyed_state(hook, stack):
         while max(_read_counts(topic) or [0]) < 40:
             assert time.monotonic() < deadline, "the counting job wrote no counts"
             time.sleep(1)
-        new = _sql_op(name, sql, sql_jars=jars, if_running="upgrade").execute(ti_context())
+        new = _sql_op(name, sql, sql_jars=jars, if_running="upgrade", if_unchanged="restart").execute(ti_context())
         assert new["savepoint_path"] and new["job_id"] != old["job_id"]
         info = hook.get_checkpoints(new["job_id"])
         assert info.restored_is_savepoint and info.restored_from == new["savepoint_path"]

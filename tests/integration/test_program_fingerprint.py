@@ -47,7 +47,7 @@ def test_adopt_compares_the_running_program_and_an_unchanged_upgrade_is_a_no_op(
         warned = _op(name, floor=1, if_changed="warn").execute(ti_context())
         assert (warned["job_id"], warned["adopted"], warned["program_changed"]) == (first["job_id"], True, True)
 
-        same = _op(name, if_running="upgrade", if_unchanged="adopt").execute(ti_context())
+        same = _op(name, if_running="upgrade").execute(ti_context())  # if_unchanged="adopt" is the default
         assert (same["job_id"], same["adopted"], same["savepoint_path"]) == (first["job_id"], True, None)
         assert _active(hook, name) == [first["job_id"]]  # no savepoint, no restart
     finally:

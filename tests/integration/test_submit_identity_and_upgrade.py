@@ -151,7 +151,7 @@ def test_a_successful_upgrade_is_verified_restore_and_watermark_in_the_result(ho
     try:
         old = _sql_op(name, ONE_AGGREGATION).execute(ti_context())
         assert old["restored_from_savepoint"] is None and old["watermark_before_ms"] is None
-        new = _sql_op(name, ONE_AGGREGATION, if_running="upgrade").execute(ti_context())
+        new = _sql_op(name, ONE_AGGREGATION, if_running="upgrade", if_unchanged="restart").execute(ti_context())
         assert new["job_id"] != old["job_id"] and new["savepoint_path"]
         info = hook.get_checkpoints(new["job_id"])
         assert new["restored_from_savepoint"] is True
@@ -171,7 +171,7 @@ def test_an_upgrade_of_a_job_without_event_time_says_there_is_no_watermark(hook)
              INSERT INTO sink SELECT n FROM gen;"""
     try:
         _sql_op(name, sql).execute(ti_context())
-        new = _sql_op(name, sql, if_running="upgrade").execute(ti_context())
+        new = _sql_op(name, sql, if_running="upgrade", if_unchanged="restart").execute(ti_context())
         assert new["restored_from_savepoint"] is True
         assert (new["watermark_before_ms"], new["watermark_resumed"]) == (None, None), new
     finally:
