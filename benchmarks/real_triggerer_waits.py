@@ -37,13 +37,8 @@ def log(msg: str) -> None:
 
 
 def triggerer(stack: LocalStack) -> psutil.Process:
-    for p in stack.stack_processes():
-        try:
-            cmd = " ".join(p.cmdline())
-        except psutil.Error:
-            continue
-        if "airflow triggerer" in cmd or cmd.endswith("triggerer"):
-            return p
+    for p in stack.processes_matching("airflow", "triggerer"):
+        return p
     raise RuntimeError("no triggerer process found")
 
 

@@ -619,6 +619,19 @@ class LocalStack:
         found.pop(os.getpid(), None)
         return list(found.values())
 
+    def processes_matching(self, *words: str) -> list[psutil.Process]:
+        """This stack's live processes whose command line contains every one of ``words`` (e.g.
+        ``("airflow", "triggerer")``); a process that exits while it is being looked at is left out."""
+        found = []
+        for proc in self.stack_processes():
+            try:
+                command = " ".join(proc.cmdline())
+            except (psutil.Error, OSError):
+                continue
+            if all(word in command for word in words):
+                found.append(proc)
+        return found
+
     # --- up ---
     def up(self, install: bool = True) -> list[Service]:
         """Bring every service up (reusing running ones); return the services this call started."""

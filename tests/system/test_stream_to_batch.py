@@ -47,13 +47,7 @@ def _deferred_producer_ti(client: httpx.Client) -> dict | None:
 
 def _restart_triggerer(stack) -> subprocess.Popen:
     """SIGKILL the stack's triggerer; start a new one (standalone does not restart its children)."""
-    def command(p):  # a short-lived child (a task process, a log fetch) may exit between listing and reading
-        try:
-            return " ".join(p.cmdline())
-        except psutil.Error:
-            return ""
-
-    victims = [p for p in stack.stack_processes() if "triggerer" in command(p) and "airflow" in command(p)]
+    victims = stack.processes_matching("airflow", "triggerer")
     assert victims, "no running triggerer found"
     for p in list(victims):  # its log server would keep port 8794
         try:
