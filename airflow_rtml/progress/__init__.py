@@ -37,6 +37,7 @@ from airflow_rtml.progress.watermarks import (
     parse_watermark,
     progress_from_vertex_metrics,
     threshold_for,
+    to_epoch_ms,
     window_of,
 )
 
@@ -45,4 +46,5 @@ __all__ = [
     "Observation", "ProgressParseError", "ProgressSignal", "ProgressWait", "SignalAggregator", "StallDetector", "WakeIndex",
     "Window", "closed_windows", "combine", "describe", "make_event", "parse_watermark",
     "progress_from_vertex_metrics", "short_cause", "threshold_for", "window_of",
+    "to_epoch_ms",
 ]

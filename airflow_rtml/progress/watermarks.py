@@ -38,16 +38,17 @@ import re
 import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from airflow_rtml.exceptions import RtmlError
+from airflow_rtml.exceptions import FlinkConfigurationError, RtmlError
 
 __all__ = [
     "END_OF_STREAM", "NO_WATERMARK", "MonotoneProgress", "ProgressParseError", "StallDetector", "Window",
     "closed_windows", "combine", "describe", "parse_watermark", "progress_from_vertex_metrics", "threshold_for",
     "window_of",
+    "to_epoch_ms",
 ]
 
 NO_WATERMARK: int = -(2**63)
@@ -288,3 +289,27 @@ class StallDetector:
     def last_progress(self) -> int | None:
         """The last known progress; None until one was observed."""
         return self._last_progress
+
+
+def to_epoch_ms(value: Any) -> int:
+    """An event-time instant as epoch ms: a datetime (naive = UTC), an ISO-8601 string, or an int of ms."""
+    if isinstance(value, bool):
+        raise FlinkConfigurationError(f"target must be a time, got {value!r}.")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise FlinkConfigurationError(
+                f"target {value!r} is not a time. To fix this, pass a datetime, an ISO-8601 string "
+                "(e.g. '{{ data_interval_end }}') or epoch milliseconds."
+            ) from exc
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return int(value.timestamp() * 1000)
+    raise FlinkConfigurationError(f"target must be a datetime, ISO-8601 string or epoch ms, got {type(value)}.")

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypedDict
 
 from airflow.sdk import Asset, BaseSensorOperator, Context, PokeReturnValue
+from airflow.triggers.base import StartTriggerArgs
 
 from airflow_rtml.exceptions import FlinkConfigurationError, StreamEnded
 from airflow_rtml.hooks.flink import FlinkRestHook
@@ -27,36 +28,13 @@ from airflow_rtml.progress import (
     closed_windows,
     describe,
     threshold_for,
+    to_epoch_ms,
     window_of,
 )
 from airflow_rtml.sensors.base import _UNSET, FlinkSensorTimeout, RtmlSensorMixin, deprecated_alias  # noqa: F401
 from airflow_rtml.triggers.base import ProgressLog
 from airflow_rtml.triggers.flink import raise_for_event
 from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger, decide, wait_result
-
-
-def to_epoch_ms(value: Any) -> int:
-    """An event-time instant as epoch ms: a datetime (naive = UTC), an ISO-8601 string, or an int of ms."""
-    if isinstance(value, bool):
-        raise FlinkConfigurationError(f"target must be a time, got {value!r}.")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
-        try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise FlinkConfigurationError(
-                f"target {value!r} is not a time. To fix this, pass a datetime, an ISO-8601 string "
-                "(e.g. '{{ data_interval_end }}') or epoch milliseconds."
-            ) from exc
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return int(value.timestamp() * 1000)
-    raise FlinkConfigurationError(f"target must be a datetime, ISO-8601 string or epoch ms, got {type(value)}.")
 
 
 def run_trigger_blocking(trigger: FlinkWatermarkTrigger, hook: FlinkRestHook) -> dict:
@@ -141,6 +119,11 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
         (an absolute deadline in the triggerer, kept across triggerer restarts); default 6 hours.
     :param poll_interval: deprecated name of ``poke_interval`` (a ``DeprecationWarning``; giving both with
         different values raises ``FlinkConfigurationError``).
+    :param start_from_trigger: start the wait in the triggerer: the scheduler defers the task directly, no worker
+        slot is taken before the wait (Airflow 3.3's ``start_trigger_args``); the triggerer renders ``target``,
+        ``job_name``, ``job_id`` and ``vertex``. The task still resumes on a worker to return its result or raise.
+        Not for mapped tasks (Airflow 3.3 hands a mapped task's trigger none of its expanded arguments: such a
+        task logs a warning and defers from the worker as with ``deferrable=True``).
     :param mode: ``"poke"`` (default: keeps the worker slot between reads) or ``"reschedule"`` (gives it back
         between reads; refuses ``commit_aware=True`` and ``stall_timeout``, which need several observations in
         one process); the worker path only: ``deferrable=True`` waits in the triggerer whatever the mode.
@@ -180,6 +163,7 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
         poke_interval: timedelta | float = 1.0,
         timeout: timedelta | float = timedelta(hours=6),
         poll_interval: Any = _UNSET,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ):
         task_id = kwargs.get("task_id", "?")
@@ -205,6 +189,39 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
         self._threshold: int | None = None
         self._deadline: float | None = None
         self._poking: tuple | None = None  # (reader, wait, progress log) kept across pokes of one process
+        self.start_from_trigger = bool(start_from_trigger)
+        if self.start_from_trigger:
+            if deferrable is False:
+                raise FlinkConfigurationError(
+                    f"{self.task_id}: start_from_trigger=True waits in the triggerer from the start; it cannot be "
+                    "combined with deferrable=False. To fix this, drop one of them.")
+            self.deferrable = True
+            self.start_trigger_args = self._start_trigger_args()
+
+    # Airflow's default for a run that has no data interval is handled here, in the template: a wait started in
+    # the triggerer has no execute() to pick it.
+    DEFAULT_TARGET_TEMPLATE = ("{{ data_interval_end if data_interval_end is defined and data_interval_end is not "
+                               "none else dag_run.run_after }}")
+
+    def _start_trigger_args(self) -> StartTriggerArgs:
+        """What the scheduler defers this task with when it starts in the triggerer (``start_from_trigger``): the
+        wait's trigger kwargs with the templated fields unrendered (the triggerer renders them with the run's
+        context), the target resolved to a threshold and the timeout to a deadline when the wait starts."""
+        return StartTriggerArgs(
+            trigger_cls=f"{FlinkWatermarkTrigger.__module__}.{FlinkWatermarkTrigger.__qualname__}",
+            trigger_kwargs={
+                "target": self.DEFAULT_TARGET_TEMPLATE if self.target in (None, "") else self.target,
+                "lateness_ms": int(self.lateness.total_seconds() * 1000),
+                "job_name": self.job_name or None, "job_id": self.job_id or None, "vertex": self.vertex,
+                "metric": self.metric, "commit_aware": self.commit_aware,
+                "stall_timeout": self.stall_timeout.total_seconds() if self.stall_timeout else None,
+                "flink_conn_id": self.flink_conn_id, "poll_interval": float(self.poke_interval),
+                "timeout_s": float(self.timeout), "end_task_on_success": False,
+            },
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=timedelta(seconds=float(self.timeout) + FlinkWatermarkTrigger.START_TIMEOUT_GRACE_S),
+        )
 
     # ------------------------------------------------------------------ what to wait for
     def resolve_target(self, context: Context) -> int:
@@ -243,6 +260,11 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
 
     # ------------------------------------------------------------------ paths
     def execute(self, context: Context) -> WatermarkWaitResult:
+        if self.start_from_trigger:  # the scheduler did not start it in the triggerer: say so, then defer from here
+            self.log.warning(
+                "start_from_trigger=True, but this wait started on a worker: Airflow starts a task in the triggerer "
+                "only when it is not mapped (a mapped task's expanded arguments do not reach its trigger in Airflow "
+                "3.3) and the installed Airflow supports it. It defers from the worker instead.")
         return self._wait_for(context, self.threshold_ms(self.resolve_target(context)))
 
     def _wait_for(self, context: Context, threshold_ms: int, **resume_kwargs: Any) -> Any:
@@ -394,6 +416,8 @@ class StreamWindowSensor(StreamWatermarkSensor):
         (absolute in the triggerer); default 6 hours. A run times out when its next window does not close
         within it.
     :param poll_interval: deprecated name of ``poke_interval``.
+    :param start_from_trigger: refused (``FlinkConfigurationError``): which window to wait for is read from the
+        asset's latest events, on a worker; ``deferrable=True`` waits in the triggerer after that read.
     :param mode: ``"poke"`` (default) or ``"reschedule"`` (refuses ``commit_aware`` and ``stall_timeout``);
         worker path only.
     :param soft_fail: a timeout skips the task instead of failing it, on the worker and in the triggerer.
@@ -413,6 +437,11 @@ class StreamWindowSensor(StreamWatermarkSensor):
     def __init__(self, *, asset: Asset, window: timedelta, offset: timedelta = timedelta(0),
                  max_windows: int = 100, start: Any = None, **kwargs: Any):
         kwargs.setdefault("outlets", [asset])  # not an inlet too: the lineage graph would show a self-loop
+        if kwargs.get("start_from_trigger"):
+            raise FlinkConfigurationError(
+                f"{kwargs.get('task_id', '?')}: StreamWindowSensor cannot start in the triggerer: which window to "
+                "wait for comes from the asset's latest events, read on a worker. To fix this, drop "
+                "start_from_trigger (deferrable=True waits in the triggerer after that read).")
         super().__init__(**kwargs)
         if window <= timedelta(0):
             raise FlinkConfigurationError(f"{self.task_id}: window must be positive.")

@@ -50,6 +50,8 @@ from airflow_rtml.progress import (
     Observation,
     ProgressWait,
     closed_windows,
+    threshold_for,
+    to_epoch_ms,
     window_of,
 )
 from airflow_rtml.streams.flink import (  # noqa: F401 - re-exported: their round-1 import path
@@ -91,6 +93,23 @@ def decide(wait: ProgressWait, observations: AsyncIterator[Observation], log, sh
 
 def _same(event: dict) -> dict:
     return event
+
+
+def _strict_template_env():
+    """A DAG's default template environment (undefined variables raise; Airflow's ``ds``/``ts`` filters)."""
+    try:
+        from airflow.sdk.definitions._internal.templater import FILTERS, create_template_env
+    except ImportError:  # pragma: no cover - another Airflow layout: the same, without Airflow's filters
+        import jinja2.sandbox
+
+        return jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, cache_size=0)
+    env = create_template_env()
+    env.filters.update(FILTERS)
+    return env
+
+
+def _templated(value: Any) -> bool:
+    return isinstance(value, str) and any(mark in value for mark in ("{{", "{%"))
 
 
 async def _decide(wait: ProgressWait, observations: AsyncIterator[Observation], progress_log: ProgressLog,
@@ -161,12 +180,23 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
     :param end_task_on_success: a deferred task's success ends the task right in the triggerer
         (``TaskSuccessEvent`` with :func:`wait_result` as its return value) instead of resuming it on a worker
         (~0.5 s sooner downstream); failures still resume it, to raise the specific exception.
+    :param target: instead of ``threshold_ms``: the event time that must be complete (datetime, ISO-8601 string
+        or epoch ms; threshold ``target - 1 + lateness_ms``), resolved when the wait starts. This is how a sensor
+        with ``start_from_trigger=True`` hands its (templated) ``target`` over: the triggerer renders ``target``,
+        ``job_name``, ``job_id`` and ``vertex`` with the task's context first.
+    :param lateness_ms: allowed lateness, ms (with ``target``).
+    :param timeout_s: instead of ``deadline``: seconds the wait may take, counted from the deferral (the task's
+        trigger timeout, which survives triggerer restarts, less :data:`START_TIMEOUT_GRACE_S`).
     """
+
+    #: The scheduler's own trigger timeout of a wait started in the triggerer is ``timeout_s`` plus this: the
+    #: wait's own timeout event (which ``soft_fail`` turns into a skip) comes first.
+    START_TIMEOUT_GRACE_S = 60.0
 
     def __init__(
         self,
         *,
-        threshold_ms: int,
+        threshold_ms: int | None = None,
         job_name: str | None = None,
         job_id: str | None = None,
         vertex: str | None = None,
@@ -178,31 +208,73 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
         deadline: float | None = None,
         stream: str | None = None,
         end_task_on_success: bool = False,
+        target: Any = None,
+        lateness_ms: int = 0,
+        timeout_s: float | None = None,
     ):
         super().__init__()
         if (job_name is None) == (job_id is None):
             raise FlinkConfigurationError("FlinkWatermarkTrigger needs exactly one of job_name= or job_id=.")
-        if job_id is not None:
+        if (threshold_ms is None) == (target is None):
+            raise FlinkConfigurationError("FlinkWatermarkTrigger needs exactly one of threshold_ms= or target=.")
+        if job_id is not None and not _templated(job_id):
             check_flink_id(job_id)
-        self.threshold_ms = int(threshold_ms)
+        self.threshold_ms = None if threshold_ms is None else int(threshold_ms)
+        self.target, self.lateness_ms = target, int(lateness_ms)
         self.job_name, self.job_id, self.vertex, self.metric = job_name, job_id, vertex, metric
         self.commit_aware = bool(commit_aware)
         self.stall_timeout = float(stall_timeout) if stall_timeout else None
         self.flink_conn_id = flink_conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = float(deadline) if deadline is not None else None
-        self.stream = stream or job_name or job_id
+        self.timeout_s = None if timeout_s is None else float(timeout_s)
+        self._stream = stream
         self.end_task_on_success = bool(end_task_on_success)
 
+    @property
+    def stream(self) -> str:
+        """The label of the stream in messages: the one given, else the (rendered) job name or id."""
+        return self._stream or self.job_name or self.job_id
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"threshold_ms": self.threshold_ms, "job_name": self.job_name, "job_id": self.job_id,
-             "vertex": self.vertex, "metric": self.metric, "commit_aware": self.commit_aware,
-             "stall_timeout": self.stall_timeout, "flink_conn_id": self.flink_conn_id,
-             "poll_interval": self.poll_interval, "deadline": self.deadline, "stream": self.stream,
-             "end_task_on_success": self.end_task_on_success},
-        )
+        kwargs = {"threshold_ms": self.threshold_ms, "job_name": self.job_name, "job_id": self.job_id,
+                  "vertex": self.vertex, "metric": self.metric, "commit_aware": self.commit_aware,
+                  "stall_timeout": self.stall_timeout, "flink_conn_id": self.flink_conn_id,
+                  "poll_interval": self.poll_interval, "deadline": self.deadline,
+                  "stream": self._stream if _templated(self.stream) else self.stream,
+                  "end_task_on_success": self.end_task_on_success}
+        if self.threshold_ms is None:  # not resolved yet: what resolves it
+            kwargs.update(threshold_ms=None, target=self.target, lateness_ms=self.lateness_ms)
+        if self.deadline is None and self.timeout_s is not None:
+            kwargs["timeout_s"] = self.timeout_s
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Render the task's templated fields this trigger carries (a wait started in the triggerer); a variable
+        the run does not have raises :class:`FlinkConfigurationError` naming it."""
+        import jinja2
+
+        if jinja_env is None:  # Airflow's triggerer renders with a lenient sandbox: "" for a missing variable
+            jinja_env = _strict_template_env()
+        try:
+            super().render_template_fields(context, jinja_env)
+        except jinja2.UndefinedError as exc:
+            raise FlinkConfigurationError(
+                f"{self.task_id}: a templated argument names a variable this run does not have ({exc}). To fix "
+                "this, template a value every run has (e.g. '{{ dag_run.run_after }}') or pass a fixed value."
+            ) from exc
+
+    def resolve(self) -> None:
+        """Turn ``target`` / ``timeout_s`` (a wait started in the triggerer, after rendering) into
+        ``threshold_ms`` / ``deadline``; a no-op for a wait given those."""
+        if self.job_id is not None:
+            check_flink_id(self.job_id)
+        if self.threshold_ms is None:
+            self.threshold_ms = threshold_for(to_epoch_ms(self.target), self.lateness_ms)
+        if self.deadline is None and self.timeout_s is not None:
+            timeout_after = getattr(self, "timeout_after", None)  # the task's trigger timeout, kept in the DB
+            self.deadline = timeout_after.timestamp() - self.START_TIMEOUT_GRACE_S if timeout_after \
+                else time.time() + self.timeout_s
 
     def shared_stream_key(self) -> Hashable:
         return stream_key(self.serialize()[1])
@@ -223,6 +295,7 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
                 yield obs
 
     def new_wait(self) -> ProgressWait:
+        self.resolve()
         return ProgressWait(stream=self.stream, threshold_ms=self.threshold_ms, commit_aware=self.commit_aware,
                             stall_timeout=self.stall_timeout, deadline=self.deadline,
                             by_name=self.job_name is not None, now=time.time())

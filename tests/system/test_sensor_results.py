@@ -35,16 +35,22 @@ def test_a_wait_returns_the_same_dict_from_the_triggerer_the_worker_and_a_manual
         conf = {"job_name": job.name, "deferred_target_ms": ahead + 2 * MINUTE, "reached_target_ms": ahead}
         resp = client.post(f"/dags/{DAG_ID}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": conf})
         assert resp.status_code == 200, resp.text
-        wait_for("the triggerer wait to defer", lambda: _ti(client, run_id, "wait_in_triggerer")["state"] == "deferred",
-                 180)
+        wait_for("the triggerer waits to defer", lambda: all(
+            _ti(client, run_id, t)["state"] == "deferred" for t in ("wait_in_triggerer", "wait_from_trigger")), 180)
+        # The start-from-trigger wait was deferred by the scheduler: no worker ever ran it (no hostname, no pid),
+        # while the other deferred wait started on a worker first.
+        started_on_worker = _ti(client, run_id, "wait_in_triggerer")
+        from_trigger = _ti(client, run_id, "wait_from_trigger")
+        assert started_on_worker["hostname"] and not from_trigger["hostname"] and not from_trigger["pid"], from_trigger
         job.produce(ahead + 2 * MINUTE)  # crosses the deferred wait's target
         state = wait_for("the run to finish", lambda: (s := client.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()[
             "state"]) in ("success", "failed") and s, 240)
         tis = {t: _ti(client, run_id, t)["state"] for t in
-               ("wait_in_triggerer", "wait_on_worker", "wait_for_run_after", "use_results")}
+               ("wait_in_triggerer", "wait_on_worker", "wait_for_run_after", "wait_from_trigger", "use_results")}
         assert state == "success", tis
         xcom = client.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/use_results/xcomEntries/return_value")
-        assert xcom.json()["value"] == {"in_triggerer": ahead + 2 * MINUTE, "on_worker": ahead, "for_run_after": ahead}
+        assert xcom.json()["value"] == {"in_triggerer": ahead + 2 * MINUTE, "on_worker": ahead, "for_run_after": ahead,
+                                        "from_trigger": ahead + 2 * MINUTE}
     finally:
         client.patch(f"/dags/{DAG_ID}", json={"is_paused": True})
         client.close()
