@@ -107,7 +107,13 @@ async def board(waits: Iterable[OpenWait], cache: ProgressCache, now: float | No
     """The page's data: one entry per stream that an open wait is on, each with its waits."""
     now = time.time() if now is None else now
     by_stream: dict[StreamKey, list[OpenWait]] = {}
+    unrendered = 0
     for wait in waits:
+        if any(isinstance(part, str) and "{{" in part for part in wait.stream):
+            # A wait started in the triggerer (start_from_trigger): its trigger row holds the task's arguments
+            # unrendered; the triggerer renders them in memory only. Counted, not read as a stream of that name.
+            unrendered += 1
+            continue
         by_stream.setdefault(wait.stream, []).append(wait)
     keys = sorted(by_stream, key=lambda k: tuple(x or "" for x in k))
     observations = await asyncio.gather(*(cache.get(k) for k in keys))
@@ -125,7 +131,7 @@ async def board(waits: Iterable[OpenWait], cache: ProgressCache, now: float | No
             "flink_ui_url": f"{ui}/#/job/running/{obs.job_id}/overview" if ui and obs.job_id else ui,
             "waits": [_wait_row(w, obs, rate, now) for w in sorted(by_stream[key], key=_wait_order)],
         })
-    return {"generated_at": now, "streams": streams}
+    return {"generated_at": now, "streams": streams, "unrendered_waits": unrendered}
 
 
 def _wait_order(wait: OpenWait) -> tuple:

@@ -69,7 +69,9 @@ function render(data) {
   const root = document.getElementById("streams");
   const nwaits = data.streams.reduce((n, s) => n + s.waits.length, 0);
   document.getElementById("meta").textContent =
-    data.streams.length + " streams · " + nwaits + " open waits · as of " + iso(data.generated_at * 1000);
+    data.streams.length + " streams · " + nwaits + " open waits" +
+    (data.unrendered_waits ? " (+ " + data.unrendered_waits + " started in the triggerer, not shown: their " +
+     "arguments are rendered there only)" : "") + " · as of " + iso(data.generated_at * 1000);
   root.replaceChildren(...data.streams.map(s => {
     const sec = el("section", {class: "stream", "data-stream": s.stream});
     const h2 = el("h2", {}, s.stream);
@@ -88,7 +90,7 @@ function render(data) {
     if (s.error) sec.append(el("p", {class: "error", "data-field": "error"}, s.error));
     sec.append(chart(s.history));
     const table = el("table", {class: "waits"}, el("tr", {},
-      el("th", {}, "DAG run"), el("th", {}, "Task"), el("th", {}, "Target"), el("th", {}, "Waiting"), el("th", {}, "ETA")));
+      el("th", {}, "DAG run"), el("th", {}, "Task"), el("th", {}, "Waits for progress ≥"), el("th", {}, "Waiting"), el("th", {}, "ETA")));
     for (const w of s.waits) {
       table.append(el("tr", {class: "wait", "data-task": w.task_id},
         el("td", {}, runLink(w)), el("td", {}, w.task_id + (w.map_index >= 0 ? "[" + w.map_index + "]" : "")),

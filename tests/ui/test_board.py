@@ -38,3 +38,21 @@ def test_a_stream_that_does_not_move_is_stalled_and_has_no_eta():
     asyncio.run(board([wait], cache))
     [stream] = asyncio.run(board([wait], cache))["streams"]
     assert stream["stalled"] and stream["waits"][0]["eta_s"] is None
+
+
+def test_a_wait_started_in_the_triggerer_is_counted_not_read_as_a_stream_named_by_its_template():
+    """start_from_trigger: the trigger row keeps the task's arguments unrendered ('{{ params.job_name }}'); the
+    page must not read (nor list) a stream of that name."""
+    reads = []
+
+    async def read(key):
+        reads.append(key)
+        return Observation(at=1000.0, state="RUNNING", progress_ms=10_000)
+
+    templated = OpenWait(dag_id="d", run_id="r", task_id="t", map_index=-1, waiting_since=990.0, target_ms=None,
+                         stream=("flink_default", "{{ params.job_name }}", None, None))
+    plain = OpenWait(dag_id="d", run_id="r", task_id="u", map_index=-1, waiting_since=990.0, target_ms=1,
+                     stream=KEY)
+    out = asyncio.run(board([templated, plain], ProgressCache(read, max_age=0), now=1000.0))
+    assert [s["job_name"] for s in out["streams"]] == ["job"] and out["unrendered_waits"] == 1
+    assert reads == [KEY]
