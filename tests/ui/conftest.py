@@ -20,8 +20,12 @@ def _ensure_chromium() -> str:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         pytest.fail(f"{CHROMIUM} is missing and cannot be installed here (needs apt-get as root): "
                     "install Debian's chromium package (apt-get install -y chromium)")
-    done = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
-                          capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    done = subprocess.run(install, capture_output=True, text=True, timeout=600, env=env)
+    if done.returncode != 0:  # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "update"], capture_output=True, text=True, timeout=600, env=env)
+        done = subprocess.run(install, capture_output=True, text=True, timeout=600, env=env)
     if done.returncode != 0 or not os.path.exists(CHROMIUM):
         pytest.fail(f"apt-get install chromium failed (exit {done.returncode}): {done.stderr[-2000:]}")
     return CHROMIUM
