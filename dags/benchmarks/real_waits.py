@@ -11,7 +11,7 @@ from airflow.sdk import DAG, task
 from airflow_rtml.sensors.watermark import StreamWatermarkSensor
 
 with DAG(dag_id="bench_real_waits", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-         catchup=False, max_active_tasks=200, tags=["airflow-rtml", "benchmark"]):
+         catchup=False, max_active_tasks=2000, tags=["airflow-rtml", "benchmark"]):
 
     @task
     def targets(dag_run=None) -> list[int]:
