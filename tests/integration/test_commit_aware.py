@@ -90,11 +90,12 @@ def test_a_failover_between_crossing_and_checkpoint_needs_a_new_crossing_of_the_
         async def scenario():
             waiting = asyncio.ensure_future(_first(trigger))
             await asyncio.sleep(4.0)  # the reader has seen the attempt for longer than Flink's cache staleness
-            # Right after a checkpoint completed (the one the job will restore from), with ~20 s to the next:
+            # Right after a checkpoint completed (the one the job will restore from), with ~45 s to the next. The
+            # wait for it must outlast one whole interval (it may start just after a checkpoint), plus a slow one.
             seen = (await asyncio.to_thread(hook.get_checkpoints, job.job_id)).latest_completed_id
             before = await asyncio.to_thread(
                 wait_for, "a fresh checkpoint before the crossing",
-                lambda: (c := hook.get_checkpoints(job.job_id)).latest_completed_id not in (None, seen) and c, 40, 0.2)
+                lambda: (c := hook.get_checkpoints(job.job_id)).latest_completed_id not in (None, seen) and c, 100, 0.2)
             await asyncio.to_thread(job.produce, HOUR_END + 5)  # the crossing
             crossed = await _first(plain)
             assert crossed["status"] == "success", crossed
