@@ -1,8 +1,14 @@
 """The docs cannot drift from the code: every snippet of README.md and docs/*.md is checked.
 
-- A fenced block whose info string starts with ``python`` must parse (``ast.parse``), and each of its
-  ``import`` / ``from … import`` statements of ``airflow_rtml`` and ``airflow`` must import: the module imports
-  and every imported name exists. ``python parse-only`` (or ``python not-run``) blocks are only parsed.
+- A fenced block whose info string starts with ``python`` names the DAG file it shows: ``python file=<path>``.
+  The block is that file or an exact excerpt of it (consecutive lines), the file is under ``dags/`` and loads in
+  Airflow's own ``DagBag`` with at least one DAG and no import error. So every snippet is a complete DAG file a
+  reader can open and copy; ``tests/system/test_snippets.py`` runs the README's on the local stack. Every file of
+  ``dags/examples/snippets/`` is shown by some page, and the local stack's ``dags/.airflowignore`` keeps them out
+  of its Airflow (they name Flink jobs and topics of the reader's own).
+- Each block must parse (``ast.parse``, after dedenting an excerpt), and each of its ``import`` /
+  ``from … import`` statements of ``airflow_rtml`` and ``airflow`` must import: the module imports and every
+  imported name exists. ``python parse-only`` (or ``python not-run``) blocks are only parsed.
 - ``yaml`` blocks must load; ``bash`` blocks must pass ``bash -n``.
 - Relative links point at files that exist, and README.md links every page of docs/.
 
@@ -16,6 +22,7 @@ import importlib
 import re
 import shutil
 import subprocess
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +53,12 @@ class Block:
     @property
     def parse_only(self) -> bool:
         return any(flag in self.info for flag in PARSE_ONLY)
+
+    @property
+    def file(self) -> str | None:
+        """The ``file=<path>`` of the info string (relative to the repository), or None."""
+        m = re.search(r"(?:^|\s)file=(\S+)", self.info)
+        return m.group(1) if m else None
 
     def __str__(self) -> str:
         return f"{self.page.relative_to(REPO) if self.page.is_relative_to(REPO) else self.page}:{self.line}"
@@ -84,7 +97,7 @@ def code_blocks(page: Path) -> list[Block]:
 
 def import_errors(block: Block) -> list[str]:
     """Why the block's imports of airflow_rtml / airflow fail, or [] when they all resolve."""
-    tree = ast.parse(block.code, filename=str(block))
+    tree = ast.parse(textwrap.dedent(block.code), filename=str(block))
     errors: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -126,12 +139,65 @@ def test_docs_are_found_and_have_python_snippets():
 @pytest.mark.parametrize("block", PYTHON, ids=str)
 def test_python_snippet_parses_and_its_imports_resolve(block):
     try:
-        ast.parse(block.code, filename=str(block))
+        ast.parse(textwrap.dedent(block.code), filename=str(block))
     except SyntaxError as exc:
         pytest.fail(f"{block}: does not parse: {exc.msg} at snippet line {exc.lineno}: {exc.text!r}")
     if block.parse_only:
         return
     assert import_errors(block) == [], f"{block}: imports do not resolve"
+
+
+def excerpt_error(block: Block, repo: Path = REPO) -> str | None:
+    """Why ``block`` is not its ``file=``'s text or an exact excerpt of it (consecutive whole lines), or None."""
+    if not block.file:
+        return f"{block}: a python block names the DAG file it shows: ```python file=dags/..."
+    path = (repo / block.file).resolve()
+    if not path.is_file() or not path.is_relative_to(repo / "dags"):
+        return f"{block}: file={block.file} is not a file under dags/"
+    want = [line.rstrip() for line in block.code.rstrip("\n").split("\n")]
+    have = [line.rstrip() for line in path.read_text().split("\n")]
+    if not any(line.strip() for line in want):
+        return f"{block}: empty block"
+    for i in range(len(have) - len(want) + 1):
+        if have[i:i + len(want)] == want:
+            return None
+    first = next((n for n, line in enumerate(want) if line not in have), None)
+    hint = f"snippet line {first + 1} ({want[first]!r}) is not in the file" if first is not None else \
+        "every line is in the file, but not consecutively in this order"
+    return f"{block}: not an excerpt of {block.file}: {hint}. Copy the block from the file again."
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=str)
+def test_python_snippet_is_an_excerpt_of_a_dag_file(block):
+    assert excerpt_error(block) is None, excerpt_error(block)
+
+
+SNIPPETS_DIR = REPO / "dags" / "examples" / "snippets"
+SNIPPET_FILES = sorted({REPO / b.file for b in PYTHON if b.file} | set(SNIPPETS_DIR.glob("*.py")))
+
+
+def _dagbag(path: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(path))
+
+
+@pytest.mark.parametrize("path", SNIPPET_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_snippet_file_loads_in_a_dagbag(path):
+    bag = _dagbag(path)
+    assert bag.import_errors == {}, f"{path.relative_to(REPO)}: {bag.import_errors}"
+    assert bag.dags, f"{path.relative_to(REPO)} defines no DAG"
+
+
+def test_every_snippet_file_is_shown_and_none_is_parsed_by_the_local_stack():
+    shown = {REPO / b.file for b in PYTHON if b.file}
+    assert SNIPPETS_DIR.is_dir() and len(list(SNIPPETS_DIR.glob("*.py"))) >= 5
+    assert sorted(set(SNIPPETS_DIR.glob("*.py")) - shown) == [], "snippet files no page shows"
+    from airflow.utils.file import list_py_file_paths
+
+    parsed = {Path(p).resolve() for p in list_py_file_paths(str(REPO / "dags"))}
+    assert REPO / "dags" / "examples" / "stream_wait_results.py" in parsed  # the ignore file is that narrow
+    assert not {p for p in parsed if p.is_relative_to(SNIPPETS_DIR)}, "dags/.airflowignore misses the snippets"
 
 
 @pytest.mark.parametrize("block", _blocks("yaml"), ids=str)
@@ -198,6 +264,21 @@ def test_the_checker_catches_drift(tmp_path):
         ast.parse(ellipsis.code)  # "…" is prose, not Python
     with pytest.raises(yaml.YAMLError):
         yaml.safe_load(blocks[4].code)
+
+
+def test_the_excerpt_check_catches_drift(tmp_path):
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "d.py").write_text("a = 1\nb = 2\nc = 3\n")
+    page = tmp_path / "page.md"
+    page.write_text("```python file=dags/d.py\nb = 2\nc = 3\n```\n"       # an excerpt
+                    "```python file=dags/d.py\na = 1\nc = 3\n```\n"       # lines not consecutive
+                    "```python file=dags/d.py\nb = 22\n```\n"              # drifted
+                    "```python file=dags/none.py\na = 1\n```\n"            # no such file
+                    "```python\na = 1\n```\n")                             # names no file
+    excerpt, gap, drift, missing, unnamed = (excerpt_error(b, tmp_path) for b in code_blocks(page))
+    assert excerpt is None
+    assert "not consecutively" in gap and "'b = 22'" in drift
+    assert "not a file under dags/" in missing and "names the DAG file" in unnamed
 
 
 def test_an_unclosed_block_is_an_error(tmp_path):
