@@ -547,6 +547,20 @@ class FlinkHttpHook(BaseHook):
     def base_url(self) -> str:
         return self._get_settings()["base_url"]
 
+    def scrub(self, text: str) -> str:
+        """``text`` without secrets: URL credentials masked (:func:`redact`), and this connection's password and
+        header values (a bearer token) replaced by ``***`` wherever they occur. A cluster or a proxy may echo
+        them in an error body, which would otherwise reach a task log, an exception or the Streams view."""
+        text = redact(text)
+        s = self._settings or {}
+        auth = s.get("auth") or ()
+        for secret in [*auth[1:], *(s.get("headers") or {}).values()]:
+            if isinstance(secret, str) and len(secret) >= 4:  # a 1-3 character value would mask ordinary text
+                text = text.replace(secret, "***")
+                if secret.lower().startswith("bearer ") and len(secret) > 11:
+                    text = text.replace(secret[7:], "***")
+        return text
+
     # ------------------------------------------------------------------ transport
     def _client_kwargs(self, s: dict[str, Any]) -> dict[str, Any]:
         # Plain http needs no TLS context (building one loads the CA bundle: ~1 MB and ~20 ms of blocked loop).
@@ -580,7 +594,7 @@ class FlinkHttpHook(BaseHook):
 
     def _too_large(self, call: _Call, resp: httpx.Response) -> FlinkApiError:
         return FlinkApiError(
-            f"{self.service_name} REST {call.method} {redact(call.path)} answered {resp.status_code} with a body "
+            f"{self.service_name} REST {call.method} {self.scrub(call.path)} answered {resp.status_code} with a body "
             f"larger than {self._cap()} bytes; it was not read. To fix this, check that connection {self.conn_id!r} "
             f"points at a {self.service_name}'s REST port (not a proxy page), or raise the connection extra "
             "max_response_bytes.", resp.status_code, unreadable=True,
@@ -592,9 +606,9 @@ class FlinkHttpHook(BaseHook):
             raise call.not_found()
         if resp.status_code >= 400:
             raise FlinkApiError(
-                f"{self.service_name} REST {call.method} {redact(call.path)} answered {resp.status_code}: "
-                f"{redact(_error_text(resp, content, text))}",
-                resp.status_code, redact(text[:BODY_EXCERPT_CHARS]), detail=redact(_error_detail(content, text)),
+                f"{self.service_name} REST {call.method} {self.scrub(call.path)} answered {resp.status_code}: "
+                f"{self.scrub(_error_text(resp, content, text))}",
+                resp.status_code, self.scrub(text[:BODY_EXCERPT_CHARS]), detail=self.scrub(_error_detail(content, text)),
             )
         try:
             if resp.status_code != 200 and not (200 <= resp.status_code < 300):
@@ -603,16 +617,16 @@ class FlinkHttpHook(BaseHook):
             return call.parse(body)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
             raise FlinkApiError(
-                f"{self.service_name} REST {call.method} {redact(call.path)} answered {resp.status_code} with a body "
-                f"we cannot read ({type(exc).__name__}: {redact(str(exc))[:200]}): {redact(text[:300])!r}. To fix "
+                f"{self.service_name} REST {call.method} {self.scrub(call.path)} answered {resp.status_code} with a body "
+                f"we cannot read ({type(exc).__name__}: {self.scrub(str(exc))[:200]}): {self.scrub(text[:300])!r}. To fix "
                 f"this, check that connection {self.conn_id!r} points at a {self.service_name}'s REST port (not a "
                 "proxy error page).",
-                resp.status_code, redact(text[:BODY_EXCERPT_CHARS]), unreadable=True,
+                resp.status_code, self.scrub(text[:BODY_EXCERPT_CHARS]), unreadable=True,
             ) from None
 
     def _unreachable(self, call: _Call, exc: BaseException) -> FlinkConnectionError:
         where = self._settings["base_url"] if self._settings else "?"
-        return FlinkConnectionError(redact(
+        return FlinkConnectionError(self.scrub(
             f"{self.service_name} at {where} did not answer {call.method} {call.path} after "
             f"{self.retry_limit if call.retry else 1} attempt(s): {exc!r}. To fix this, check that it is running "
             f"and that connection {self.conn_id!r} points at its REST port."

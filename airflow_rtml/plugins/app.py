@@ -65,7 +65,7 @@ class FlinkReaders:
                 hook=FlinkRestHook(conn_id, retry_limit=1))
         obs = await reader.poll_once()
         if obs.error:
-            obs = dataclasses.replace(obs, error=_scrub(obs.error, _secrets(reader.hook)))
+            obs = dataclasses.replace(obs, error=reader.hook.scrub(obs.error))
         return obs
 
     def web_ui_url(self, key: StreamKey) -> str | None:
@@ -75,21 +75,6 @@ class FlinkReaders:
             return reader.hook._get_settings()["web_ui_url"] if reader else None
         except RtmlError:
             return None
-
-
-def _secrets(hook: FlinkRestHook) -> list[str]:
-    try:
-        settings = hook._get_settings()
-    except RtmlError:
-        return []
-    auth = settings.get("auth") or ()
-    return [v for v in [*auth[1:], *settings.get("headers", {}).values()] if isinstance(v, str) and len(v) >= 4]
-
-
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
 
 
 def create_app(readers: FlinkReaders | None = None, waits=open_waits, max_age: float = 5.0) -> FastAPI:

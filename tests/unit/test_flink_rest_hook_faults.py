@@ -151,3 +151,24 @@ def test_sql_gateway_hook_shares_the_settings_with_its_own_default_port():
     assert s["base_url"] == "http://gw:8083"
     with pytest.raises(FlinkConfigurationError, match="unsupported extras"):
         FlinkSqlGatewayHook.settings_from_connection(_conn(host="gw", extra=json.dumps({"session": "x"})))
+
+
+@pytest.mark.parametrize("status", [400, 503])
+@pytest.mark.parametrize(("credentials", "secret"), [
+    ({"login": "ops", "password": "s3cret-pw"}, "s3cret-pw"),
+    ({"extra": {"bearer_token": "tok-abcdef123456"}}, "tok-abcdef123456"),
+])
+def test_a_password_or_token_echoed_in_an_error_body_never_reaches_the_error(fake_flink, monkeypatch, status,
+                                                                              credentials, secret):
+    """A proxy in front of the JobManager echoes the request's credentials in its error page: the password or
+    the bearer token must not reach the exception (a task log, a trigger event, the Streams view)."""
+    port = int(__import__("os").environ["AIRFLOW_CONN_FLINK_FAKE"].rsplit(":", 1)[1])
+    monkeypatch.setenv("AIRFLOW_CONN_FLINK_FAKE", json.dumps(
+        {"conn_type": "flink_rest", "host": "127.0.0.1", "port": port, **credentials}))
+    fake_flink.answers["/jobs/overview"] = [(status, json.dumps({"errors": [
+        f"denied for ops:{secret} (Authorization: Bearer {secret})"]}))]
+    with pytest.raises(FlinkApiError) as err:
+        FlinkRestHook("flink_fake", retry_limit=1, retry_delay=0.01).list_jobs()
+    text = " ".join([str(err.value), str(err.value.body), str(getattr(err.value, "detail", ""))])
+    assert secret not in text, text
+    assert "denied for ops:***" in str(err.value), str(err.value)
