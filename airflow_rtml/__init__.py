@@ -48,7 +48,7 @@ def get_provider_info() -> dict:
              "python-modules": ["airflow_rtml.triggers.flink", "airflow_rtml.triggers.watermark",
                                 "airflow_rtml.triggers.kafka"]},
         ],
-        "extra-links": ["airflow_rtml.operators.flink.FlinkJobLink"],
+        "extra-links": ["airflow_rtml.links.FlinkJobLink", "airflow_rtml.links.StreamProgressLink"],
         "connection-types": [
             {"hook-class-name": "airflow_rtml.hooks.flink.FlinkRestHook", "connection-type": "flink_rest"},
             {"hook-class-name": "airflow_rtml.hooks.flink_sql.FlinkSqlGatewayHook",

@@ -33,7 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from airflow.sdk import BaseOperator, BaseOperatorLink, Context, conf
+from airflow.sdk import BaseOperator, Context, conf
 
 from airflow_rtml.exceptions import (
     FlinkApiError,
@@ -51,6 +51,7 @@ from airflow_rtml.exceptions import (
 )
 from airflow_rtml.hooks.flink import FlinkRestHook, JobState, short_cause
 from airflow_rtml.hooks.flink_sql import FlinkSqlGatewayHook, split_statements, strip_comments
+from airflow_rtml.links import XCOM_JOB_ID, FlinkJobLink
 from airflow_rtml.triggers.flink import (
     EventStatus,
     FlinkJobStateTrigger,
@@ -58,24 +59,9 @@ from airflow_rtml.triggers.flink import (
     raise_for_event,
 )
 
-XCOM_JOB_ID = "job_id"
 #: A deferrable wait first polls on the worker this long before it defers (most jobs are RUNNING by then).
 DEFER_AFTER_S = 10.0
 PYTHON_DRIVER_JAR_ENV = "RTML_FLINK_PYTHON_JAR"
-
-
-class FlinkJobLink(BaseOperatorLink):
-    """Opens the job pushed by the task (XCom ``job_id``) in the Flink web UI."""
-
-    name = "Flink job"
-
-    def get_link(self, operator: BaseOperator, *, ti_key) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        job_id = XCom.get_value(ti_key=ti_key, key=XCOM_JOB_ID)
-        if not job_id:
-            return ""
-        return FlinkRestHook(getattr(operator, "flink_conn_id", FlinkRestHook.default_conn_name)).job_url(job_id)
 
 
 def trigger_id_for(context: Context, job_id: str, purpose: str) -> str:

@@ -10,7 +10,8 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from airflow_rtml.exceptions import TRANSIENT, FlinkConfigurationError, FlinkJobNotFound, FlinkWaitTimeout, RtmlError, error_kind
 from airflow_rtml.hooks.flink import FlinkRestHook
-from airflow_rtml.operators.flink import XCOM_JOB_ID, FlinkJobLink, _default_deferrable, _FlinkJobWaitMixin
+from airflow_rtml.links import XCOM_JOB_ID, FlinkJobLink
+from airflow_rtml.operators.flink import _default_deferrable, _FlinkJobWaitMixin
 from airflow_rtml.progress import EventStatus
 from airflow_rtml.sensors.base import _UNSET, FlinkSensorTimeout, RtmlSensorMixin, deprecated_alias
 from airflow_rtml.triggers.flink import evaluate_job_state, normalize_states, raise_for_event

@@ -20,6 +20,7 @@ from airflow.triggers.base import StartTriggerArgs
 
 from airflow_rtml.exceptions import FlinkConfigurationError, StreamEnded
 from airflow_rtml.hooks.flink import FlinkRestHook
+from airflow_rtml.links import FlinkJobLink, StreamProgressLink
 from airflow_rtml.operators.flink import _default_deferrable
 from airflow_rtml.progress import (
     END_OF_STREAM,
@@ -142,6 +143,7 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("target", "job_name", "job_id", "vertex")
+    operator_extra_links = (StreamProgressLink(), FlinkJobLink())
     #: Round 1 ended a deferred success in the triggerer (``TaskSuccessEvent``). Airflow 3.3 stores XComs pushed
     #: that way JSON-encoded a second time, so ``xcom_pull`` returned a *string*: the task now always resumes on
     #: a worker and returns the dict from :meth:`execute_complete` (about 0.5 s later downstream).
