@@ -48,7 +48,8 @@ def serve(max_age: float):
                                                                   "job_name": f"bench-job-{i % JOBS}",
                                                                   "threshold_ms": int(now * 1000) + 60_000})
              for i in range(WAITS)]
-    app = create_app(FlinkReaders(poll_interval=5.0), waits=lambda _s, _d: waits, max_age=max_age)
+    app = create_app(FlinkReaders(poll_interval=5.0), waits=lambda _s, _d: waits, max_age=max_age,
+                     windows=lambda *_: {})
     app.dependency_overrides[get_user] = lambda: object()
     app.dependency_overrides[_get_session] = lambda: None
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=APP_PORT, log_level="warning"))

@@ -1,5 +1,13 @@
 """What the Streams view shows, without Airflow: the open waits grouped by stream, and each stream's progress
-read through :class:`~airflow_rtml.streams.flink.FlinkStreamReader` (the triggers' reader), cached.
+read through the triggers' own readers (:class:`~airflow_rtml.streams.flink.FlinkStreamReader` for a Flink job,
+:class:`~airflow_rtml.streams.kafka.KafkaProgressConsumer` for a stream on a Kafka progress topic), cached; and
+the windows a stream's window sensors emitted, with the DAG runs each scheduled.
+
+A stream is a :data:`StreamKey`: ``("flink", flink_conn_id, job_name, job_id, vertex)`` or
+``("kafka", kafka_config_id, topic, stream, expected_sources)``.
+
+**Stalled** means the stream's progress has not moved for :data:`STALL_AFTER_S` seconds of observation (a
+shorter view of it says nothing either way), with how long it has been unchanged.
 
 **Cached, shared.** :class:`ProgressCache` reads a stream at most once per ``max_age`` seconds, however many
 browser tabs ask (one in-flight read per stream: concurrent requests await the same one), so the cluster sees
@@ -15,18 +23,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from airflow_rtml.progress import Observation
 
-__all__ = ["FLINK_WATERMARK_TRIGGER", "OpenWait", "ProgressCache", "StreamKey", "board"]
+__all__ = ["FLINK_WATERMARK_TRIGGER", "KAFKA_WATERMARK_TRIGGER", "OpenWait", "ProgressCache", "StreamKey", "board",
+           "stream_label"]
 
 FLINK_WATERMARK_TRIGGER = "airflow_rtml.triggers.watermark.FlinkWatermarkTrigger"
+KAFKA_WATERMARK_TRIGGER = "airflow_rtml.triggers.kafka.KafkaWatermarkTrigger"
 #: How many observations per stream the chart shows.
 HISTORY = 120
+#: Seconds of observed, unchanged progress after which a stream shows as stalled.
+STALL_AFTER_S = 60.0
+#: Flink ``Long.MAX_VALUE``: the input ended (a drained stop, a bounded source): ended, not stalled.
+ENDED_MS = 2**63 - 1
 
-StreamKey = tuple[str, str | None, str | None, str | None]  # (flink_conn_id, job_name, job_id, vertex)
+StreamKey = tuple  # ("flink", conn, job_name, job_id, vertex) | ("kafka", conn, topic, stream, expected_sources)
 
 
 @dataclass(frozen=True)
@@ -43,15 +57,21 @@ class OpenWait:
 
     @classmethod
     def from_trigger(cls, *, dag_id: str, run_id: str, task_id: str, map_index: int,
-                     waiting_since: float | None, kwargs: dict) -> OpenWait:
+                     waiting_since: float | None, kwargs: dict, classpath: str = FLINK_WATERMARK_TRIGGER) -> OpenWait:
+        if classpath == KAFKA_WATERMARK_TRIGGER:
+            expected = kwargs.get("expected_sources")
+            stream: StreamKey = ("kafka", kwargs.get("kafka_config_id") or "kafka_default", kwargs.get("topic"),
+                                 kwargs.get("stream"), tuple(sorted(expected)) if expected is not None else None)
+        else:
+            stream = ("flink", kwargs.get("flink_conn_id") or "flink_default", kwargs.get("job_name"),
+                      kwargs.get("job_id"), kwargs.get("vertex"))
         return cls(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
-                   waiting_since=waiting_since, target_ms=kwargs.get("threshold_ms"),
-                   stream=(kwargs.get("flink_conn_id") or "flink_default", kwargs.get("job_name"),
-                           kwargs.get("job_id"), kwargs.get("vertex")))
+                   waiting_since=waiting_since, target_ms=kwargs.get("threshold_ms"), stream=stream)
 
 
 def stream_label(key: StreamKey) -> str:
-    return key[1] or key[2] or "?"
+    """The stream's name on the page: a Flink job's name (else its id), a Kafka progress stream's name."""
+    return (key[3] if key[0] == "kafka" else key[2] or key[3]) or "?"
 
 
 class ProgressCache:
@@ -101,10 +121,27 @@ class ProgressCache:
         (t0, p0), (t1, p1) = points[0], points[-1]
         return (p1 - p0) / (t1 - t0)
 
+    def unchanged_for(self, key: StreamKey) -> float | None:
+        """Seconds the progress has been observed at its current value (from the first of the latest run of
+        equal readings to the last reading); None without a reading."""
+        points = self._history.get(key)
+        if not points:
+            return None
+        last_t, last_p = points[-1]
+        since = last_t
+        for t, p in reversed(points):
+            if p != last_p:
+                break
+            since = t
+        return last_t - since
+
 
 async def board(waits: Iterable[OpenWait], cache: ProgressCache, now: float | None = None,
-                flink_ui: Callable[[StreamKey], str | None] = lambda _key: None) -> dict:
-    """The page's data: one entry per stream that an open wait is on, each with its waits."""
+                flink_ui: Callable[[StreamKey], str | None] = lambda _key: None,
+                windows: Mapping[str, list[dict]] | None = None) -> dict:
+    """The page's data: one entry per stream that an open wait is on, each with its waits, and the windows
+    emitted for it (``windows``: by stream name, newest first, each with the runs it scheduled)."""
+    windows = windows or {}
     now = time.time() if now is None else now
     by_stream: dict[StreamKey, list[OpenWait]] = {}
     unrendered = 0
@@ -120,17 +157,29 @@ async def board(waits: Iterable[OpenWait], cache: ProgressCache, now: float | No
     streams = []
     for key, obs in zip(keys, observations):
         rate = cache.rate(key)
-        ui = flink_ui(key)
-        streams.append({
-            "stream": stream_label(key), "flink_conn_id": key[0], "job_name": key[1], "job_id": obs.job_id or key[2],
-            "vertex": key[3], "state": obs.state, "watermark_ms": obs.progress_ms,
-            "lag_ms": None if obs.progress_ms is None else int(now * 1000) - obs.progress_ms,
-            "rate_ms_per_s": rate, "stalled": rate is not None and rate <= 0,
-            "last_checkpoint_id": obs.checkpoint_completed_id, "observed_at": obs.at, "error": obs.error,
-            "history": cache.history(key),
-            "flink_ui_url": f"{ui}/#/job/running/{obs.job_id}/overview" if ui and obs.job_id else ui,
+        unchanged = cache.unchanged_for(key)
+        ended = obs.progress_ms == ENDED_MS
+        entry = {
+            "stream": stream_label(key), "source": key[0], "conn_id": key[1], "state": obs.state,
+            "watermark_ms": obs.progress_ms,
+            "lag_ms": None if obs.progress_ms is None or ended else int(now * 1000) - obs.progress_ms,
+            "rate_ms_per_s": rate, "ended": ended,
+            "stalled": not ended and unchanged is not None and unchanged >= STALL_AFTER_S,
+            "unchanged_s": unchanged, "observed_at": obs.at, "error": obs.error,
+            "history": [p for p in cache.history(key) if p[1] != ENDED_MS],
             "waits": [_wait_row(w, obs, rate, now) for w in sorted(by_stream[key], key=_wait_order)],
-        })
+            "windows": windows.get(stream_label(key), []),
+        }
+        if key[0] == "kafka":
+            detail = obs.detail or {}
+            entry.update(topic=key[2], expected_sources=list(key[4]) if key[4] is not None else None,
+                         sources=detail.get("sources", {}), malformed=detail.get("malformed", 0))
+        else:
+            ui = flink_ui(key)
+            entry.update(flink_conn_id=key[1], job_name=key[2], job_id=obs.job_id or key[3], vertex=key[4],
+                         last_checkpoint_id=obs.checkpoint_completed_id,
+                         flink_ui_url=f"{ui}/#/job/running/{obs.job_id}/overview" if ui and obs.job_id else ui)
+        streams.append(entry)
     return {"generated_at": now, "streams": streams, "unrendered_waits": unrendered}
 
 

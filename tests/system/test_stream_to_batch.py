@@ -103,6 +103,24 @@ def test_each_closed_window_runs_the_downstream_dag_exactly_once_across_a_trigge
         time.sleep(5)  # anything duplicated would show up by now
         runs = _consumer_runs(client, set(keys) | {_iso(base + 3 * MINUTE)})
         assert sorted(r["partition_key"] for r in runs) == keys, [(r["partition_key"], r["state"]) for r in runs]
+
+        # The Streams view (issue 15) lists the windows the producer emitted for this stream, each with the one
+        # consumer run it scheduled, read from the real metadata DB while the producer waits for window 3.
+        def view() -> dict | None:
+            resp = httpx.get(f"{stack.cfg.airflow_url}/rtml/api/streams", timeout=30)
+            assert resp.status_code == 200, resp.text
+            return next((s for s in resp.json()["streams"] if s["stream"] == job.name and len(s["windows"]) >= 3),
+                        None)
+
+        stream = wait_for("the Streams view to list the emitted windows", view, 120, 2)
+        shown = {w["window_start_ms"]: w for w in stream["windows"]}
+        by_key = {r["partition_key"]: r["dag_run_id"] for r in runs}
+        for i, key in enumerate(keys):
+            window = shown[base + i * MINUTE]
+            assert window["window_end_ms"] == base + (i + 1) * MINUTE and window["partition_key"] == key, window
+            assert [(r["dag_id"], r["run_id"], r["state"]) for r in window["runs"]] == \
+                [(CONSUMER, by_key[key], "success")], window
+            assert window["by"]["dag_id"] == PRODUCER, window
     finally:
         client.patch(f"/dags/{PRODUCER}", json={"is_paused": True})
         for run in hook.find_jobs_by_name(job.name):

@@ -47,7 +47,8 @@ def waits(n_streams: int = 2, per_stream: int = 3):
 def client(max_age: float = 30.0, **kw) -> TestClient:
     from airflow.api_fastapi.core_api.security import get_user
 
-    app = create_app(FlinkReaders(poll_interval=1.0), max_age=max_age, waits=lambda _session, dag_ids: [w for w in waits(**kw)
+    app = create_app(FlinkReaders(poll_interval=1.0), max_age=max_age, windows=lambda *_: {},
+                     waits=lambda _session, dag_ids: [w for w in waits(**kw)
                                                              if dag_ids is None or w.dag_id in dag_ids])
     app.dependency_overrides[get_user] = lambda: object()
     from airflow.api_fastapi.common.db.common import _get_session

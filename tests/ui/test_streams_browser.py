@@ -37,6 +37,10 @@ def test_the_streams_page_shows_the_job_and_the_open_wait_as_rest_does(stack, jo
         wait_for("the wait to be deferred", lambda: client.get(ti_url).json()["state"] == "deferred", 180)
 
         rest = read_progress(hook, job_name=job.name)
+        # The task's extra link, as the Airflow UI gets it: computed on the worker when the wait deferred.
+        links = client.get(f"{ti_url}/links").json()["extra_links"]
+        stream_link = links["Stream progress"]
+        assert stream_link.startswith(f"/rtml/?stream={job.name}&dag_id={DAG_ID}&run_id={run_id}"), links
 
         def look(browser) -> dict:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -56,6 +60,16 @@ def test_the_streams_page_shows_the_job_and_the_open_wait_as_rest_does(stack, jo
             page.goto(f"{stack.cfg.airflow_url}/plugin/streams")
             page.frame_locator("iframe").locator(f'section.stream[data-stream="{job.name}"]').wait_for(timeout=30_000)
             page.screenshot(path=str(IMG / "streams-view-in-airflow.png"))
+            # The "Stream progress" link: this stream outlined and first, this task's wait highlighted.
+            page.goto(f"{stack.cfg.airflow_url}{stream_link}")
+            page.locator("section.stream.focus").wait_for(timeout=30_000)
+            seen["focused_stream"] = page.locator("section.stream.focus").get_attribute("data-stream")
+            seen["first_stream"] = page.locator("section.stream").first.get_attribute("data-stream")
+            seen["focused_tasks"] = [r.get_attribute("data-task") for r in page.locator("tr.wait.focus").all()]
+            # A link to a stream without an open wait says so, and lists the others.
+            page.goto(f"{stack.cfg.airflow_url}/rtml/?stream=no-such-stream&task_id=t")
+            page.locator("#focus-note:not([hidden])").wait_for(timeout=30_000)
+            seen["note"] = page.locator("#focus-note").inner_text()
             page.close()
             return seen
 
@@ -65,6 +79,9 @@ def test_the_streams_page_shows_the_job_and_the_open_wait_as_rest_does(stack, jo
         assert seen["watermark_ms"] == rest.progress_ms == now, seen
         assert seen["target_ms"] == target - 1, seen  # the threshold: the window ending at target is closed
         assert DAG_ID in seen["row"] and run_id in seen["row"], seen
+        assert seen["focused_stream"] == seen["first_stream"] == job.name, seen
+        assert seen["focused_tasks"] == ["wait_in_triggerer"], seen
+        assert seen["note"].startswith("No open wait on no-such-stream now"), seen
     finally:
         client.patch(f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
         client.patch(f"/dags/{DAG_ID}", json={"is_paused": True})
