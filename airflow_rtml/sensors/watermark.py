@@ -9,6 +9,7 @@ has committed it, not when the clock says so.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import aclosing
 from collections.abc import Sequence
@@ -78,6 +79,11 @@ class WatermarkWaitResult(TypedDict):
     threshold_ms: int
     checkpoint_id: int | None
     last_event_time_ms: int | None
+
+
+log = logging.getLogger(__name__)
+#: The DAG object's attribute counting its StreamWatermarkSensor tasks with start_from_trigger=True.
+_FROM_TRIGGER_WAITS = "_rtml_waits_from_trigger"
 
 
 class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
@@ -199,6 +205,26 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
                     "combined with deferrable=False. To fix this, drop one of them.")
             self.deferrable = True
             self.start_trigger_args = self._start_trigger_args()
+            self._count_waits_from_trigger()
+
+    #: Waits with ``start_from_trigger=True`` in one DAG from which a warning says what they cost the triggerer.
+    FROM_TRIGGER_WARN_AT = 200
+
+    def _count_waits_from_trigger(self) -> None:
+        """Warn once per DAG when it holds :attr:`FROM_TRIGGER_WARN_AT` such waits: Airflow 3.3's triggerer
+        deserializes the whole DAG for each of them (the cost grows with the square of the DAG's size)."""
+        dag = getattr(self, "dag", None)
+        if dag is None:
+            return
+        count = getattr(dag, _FROM_TRIGGER_WAITS, 0) + 1  # on the DAG object: a DAG's hash changes as it grows
+        setattr(dag, _FROM_TRIGGER_WAITS, count)
+        if count == self.FROM_TRIGGER_WARN_AT:
+            log.warning(
+                "DAG %s has %d waits with start_from_trigger=True. Airflow's triggerer deserializes the whole DAG "
+                "for each of them when it starts them, in its event loop: measured, 1,000 in one DAG blocked it "
+                "for over 30 s and Airflow marked it unhealthy (benchmarks/README.md). To fix this, split the "
+                "waits over several DAGs, or use deferrable=True without start_from_trigger for a large fan-out "
+                "(a mapped task, which also takes a worker slot only briefly).", dag.dag_id, count)
 
     # Airflow's default for a run that has no data interval is handled here, in the template: a wait started in
     # the triggerer has no execute() to pick it.

@@ -148,3 +148,26 @@ def test_what_cannot_start_in_the_triggerer_is_refused():
 def test_a_sensor_without_start_from_trigger_starts_on_a_worker_as_before():
     sensor = StreamWatermarkSensor(task_id="w", job_name="s", deferrable=True)
     assert sensor.start_from_trigger is False and sensor.start_trigger_args is None
+
+
+def test_a_dag_with_many_waits_from_the_triggerer_is_warned_once(caplog):
+    """Airflow 3.3's triggerer deserializes the whole DAG for each start-from-trigger wait (benchmarks/README.md:
+    1,000 in one DAG blocked it > 30 s). A DAG reaching FROM_TRIGGER_WARN_AT such waits says so, once."""
+    import logging
+
+    from airflow.sdk import DAG
+
+    limit = StreamWatermarkSensor.FROM_TRIGGER_WARN_AT
+    with caplog.at_level(logging.WARNING):
+        with DAG("few_from_trigger", schedule=None):
+            for i in range(limit - 1):
+                StreamWatermarkSensor(task_id=f"w{i}", job_name="j", start_from_trigger=True)
+            for i in range(5):  # waits that start on a worker do not count
+                StreamWatermarkSensor(task_id=f"d{i}", job_name="j", deferrable=True)
+        assert "start_from_trigger=True" not in caplog.text
+        with DAG("many_from_trigger", schedule=None):
+            for i in range(limit + 50):
+                StreamWatermarkSensor(task_id=f"w{i}", job_name="j", start_from_trigger=True)
+    warned = [r for r in caplog.records if "waits with start_from_trigger=True" in r.getMessage()]
+    assert len(warned) == 1 and "many_from_trigger" in warned[0].getMessage()
+    assert f"has {limit} waits" in warned[0].getMessage() and "split the waits" in warned[0].getMessage()
