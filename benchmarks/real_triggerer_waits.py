@@ -59,9 +59,10 @@ def log(msg: str) -> None:
 
 
 def triggerer(stack: LocalStack) -> psutil.Process:
-    for p in stack.processes_matching("airflow", "triggerer"):
-        return p
-    raise RuntimeError("no triggerer process found")
+    proc = stack.process_of(stack.service("airflow-triggerer"))
+    if proc is None:
+        raise RuntimeError("no triggerer process found")
+    return proc
 
 
 def states(c: httpx.Client, dag: str, run_id: str, mapped: bool) -> dict[str, int]:
@@ -104,7 +105,7 @@ def measure(stack: LocalStack, c: httpx.Client, path: str, n: int, base: int) ->
         job.produce(base)
         trig = triggerer(stack)
         rss_before = trig.memory_info().rss
-        log_file = stack.cfg.log_dir / "airflow.log"
+        log_file = stack.service("airflow-triggerer").log_file
         blocked_before = log_file.read_text(errors="replace").count("thread was blocked")
         c.patch(f"/dags/{dag}", json={"is_paused": False}).raise_for_status()
         run_id = f"bench-{time.time_ns()}"

@@ -1,1 +1,1 @@
-"""The embedded local stack (Flink session cluster, Kafka broker, Airflow standalone) and the `rtml` CLI."""
+"""The embedded local stack (Flink session cluster, Kafka broker, Hive metastore, Airflow's components, a supervisor) and the `rtml` CLI."""

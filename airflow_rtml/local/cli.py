@@ -60,19 +60,27 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def status_word(row) -> str:
+    """``healthy`` / ``degraded (restarting, 2 restarts)`` / ``starting`` / ``down`` for one service."""
+    if row.restarting:
+        return f"degraded (restarting, {row.restarts} restart{'s' if row.restarts != 1 else ''})"
+    if row.healthy:
+        return "healthy" if not row.restarts else f"healthy ({row.restarts} restart{'s' if row.restarts != 1 else ''})"
+    return "starting" if row.running else "down"
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from airflow_rtml.local.stack import LocalStack
 
     stack = LocalStack()
     rows = stack.status()
     total = 0
-    print(f"{'service':<18} {'state':<9} {'pid':>7} {'rss':>9}  detail")
+    print(f"{'service':<22} {'state':<34} {'pid':>7} {'rss':>9}  detail")
     for r in rows:
-        state = "healthy" if r.healthy else ("starting" if r.running else "down")
         total += r.rss_bytes
         rss = f"{r.rss_bytes / 2**20:.0f} MiB" if r.running else "-"
-        print(f"{r.name:<18} {state:<9} {r.pid or '-':>7} {rss:>9}  {r.detail}")
-    print(f"{'total':<18} {'':<9} {'':>7} {total / 2**20:>5.0f} MiB")
+        print(f"{r.name:<22} {status_word(r):<34} {r.pid or '-':>7} {rss:>9}  {r.detail}")
+    print(f"{'total':<22} {'':<34} {'':>7} {total / 2**20:>5.0f} MiB")
     return 0 if all(r.healthy for r in rows) else 1
 
 
@@ -162,14 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="group", required=True)
     local = sub.add_parser(
         "local",
-        help="the embedded local stack: Flink session cluster, Kafka broker, Airflow standalone",
+        help="the embedded local stack: Flink session cluster, Kafka broker, Hive metastore, Airflow; supervised",
         description="State lives in $RTML_HOME (default ./.rtml); DAGs come from $RTML_DAGS_FOLDER (default ./dags).",
     )
     lsub = local.add_subparsers(dest="command", required=True)
     lsub.add_parser("install", help="install the Flink venv, the Flink Kafka connector and the Kafka broker jars")
     up = lsub.add_parser("up", help="install if needed, start everything, wait until healthy (idempotent)")
     up.add_argument("--no-install", action="store_true", help="fail instead of installing missing pieces")
-    lsub.add_parser("status", help="state, PID and memory of each service (exit 1 unless all healthy)")
+    lsub.add_parser("status", help="state (healthy / degraded / starting / down), restarts, PID and memory of each "
+                                    "service (exit 1 unless all healthy)")
     lsub.add_parser("down", help="stop exactly the processes this stack started; data is kept")
     lsub.add_parser("env", help="print `export` lines that point the airflow CLI at the local stack")
 

@@ -10,6 +10,10 @@ Guarantees:
 * ``down`` stops exactly the processes this stack started: each service runs in its own session with the
   marker ``RTML_STACK=<state folder>`` in its environment, which its children (Airflow's scheduler and
   task processes, Flink's Python workers) inherit; ``down`` finds processes by that marker, not by name.
+* Once everything is healthy, a supervisor (:mod:`airflow_rtml.local.supervisor`) restarts any service that
+  dies, with backoff, after stopping what it left in its session; ``status`` reports restarts and ``degraded``.
+  Airflow runs as its four components (API server, scheduler, DAG processor, triggerer), each supervised.
+* ``down`` stops the supervisor first, then Airflow, then the rest, each wave at once.
 * Everything lives on 127.0.0.1; logs, PIDs and data live under the state folder.
 """
 
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from abc import ABC, abstractmethod
 from base64 import urlsafe_b64encode
 from collections.abc import Callable, Iterable
@@ -61,6 +66,9 @@ class ServiceStatus:
     detail: str
     pid: int | None
     rss_bytes: int
+    #: Restarts by the stack's supervisor, and whether it is restarting the service now (or will).
+    restarts: int = 0
+    restarting: bool = False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -440,48 +448,148 @@ class HiveMetastore(Service):
         return [f"Hive metastore (Thrift): {self.cfg.hive_metastore_uri}; warehouse {self.cfg.warehouse_dir}"]
 
 
-class AirflowStandalone(Service):
-    """``airflow standalone`` (scheduler, dag-processor, triggerer, API server) on SQLite.
+def airflow_health(cfg: StackConfig) -> dict[str, dict] | None:
+    """``GET /api/v2/monitor/health`` of the stack's Airflow: component -> its part of the answer (``status``,
+    ``latest_<component>_heartbeat``), or None if no answer."""
+    body = _get_json(f"{cfg.airflow_url}/api/v2/monitor/health")
+    if not isinstance(body, dict):
+        return None
+    return {k: (v or {}) for k, v in body.items() if isinstance(v, dict) or v is None}
 
-    Stopped by SIGINT to its PID: SIGTERM would orphan its children.
+
+def _epoch(iso: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(iso)).timestamp()
+    except ValueError:
+        return None
+
+
+class AirflowComponent(Service):
+    """One of Airflow's components (``airflow api-server | scheduler | dag-processor | triggerer``), each its own
+    supervised process on the stack's SQLite metadata DB, as a production deployment runs them (``airflow
+    standalone`` runs all four as children of one process and restarts none of them).
+
+    SIGTERM is each component's own clean shutdown; its children (log servers, task processes) are in its session
+    and are stopped with it.
     """
 
-    name = "airflow"
     startup_timeout = 240.0
-    stop_signal = signal.SIGINT
-    stop_timeout = 60.0
+    stop_timeout = 20.0
+    #: The component's key in Airflow's health answer (None: the API server, healthy when it answers).
+    health_key: str | None = None
 
-    def __init__(self, cfg: StackConfig):
+    def __init__(self, cfg: StackConfig, component: str, health_key: str | None = None,
+                 ports: tuple[tuple[int, str], ...] = ()):
         super().__init__(cfg)
-        p = cfg.ports
-        self.ports = (
-            (p.airflow_api, "Airflow API server"),
-            (p.airflow_worker_logs, "Airflow worker log server"),
-            (p.airflow_triggerer_logs, "Airflow triggerer log server"),
-        )
+        self.component = component
+        self.name = f"airflow-{component}"
+        self.health_key = health_key
+        self.ports = ports
 
     def prepare(self, progress: Progress) -> None:
         self.cfg.airflow_home.mkdir(parents=True, exist_ok=True)
         self.cfg.dags_folder.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
-        return [str(Path(sys.executable).with_name("airflow")), "standalone"]
+        return [str(Path(sys.executable).with_name("airflow")), self.component]
 
     def env(self) -> dict[str, str]:
         return airflow_env(self.cfg)
 
     def health(self) -> tuple[bool, str]:
-        body = _get_json(f"{self.cfg.airflow_url}/api/v2/monitor/health")
-        if not isinstance(body, dict):
+        parts = airflow_health(self.cfg)
+        if parts is None:
             return False, "API server not answering yet"
-        parts = {k: (v or {}).get("status") for k, v in body.items() if isinstance(v, dict) or v is None}
-        unhealthy = sorted(k for k, v in parts.items() if v != "healthy")
-        if unhealthy:
-            return False, "not healthy yet: " + ", ".join(f"{k}={parts[k]}" for k in unhealthy)
-        return True, "metadatabase, scheduler, triggerer, dag_processor healthy"
+        if self.health_key is None:
+            db = parts.get("metadatabase", {}).get("status")
+            return (db == "healthy"), f"API answering, metadatabase {db}"
+        part = parts.get(self.health_key, {})
+        status = part.get("status")
+        if status != "healthy":
+            return False, f"{self.health_key} {status} (its heartbeat, per the API)"
+        # A component killed a moment ago is still "healthy" by its last heartbeat: count only a heartbeat of the
+        # process running now (beat after it started).
+        beat = _epoch(part.get(f"latest_{self.health_key}_heartbeat"))
+        started = self._started_at()
+        if beat is not None and started is not None and beat < started:
+            return False, f"{self.health_key} started {time.time() - started:.0f}s ago, no heartbeat of it yet"
+        return True, f"{self.health_key} healthy (heartbeat {time.time() - beat:.0f}s ago)" if beat else \
+            f"{self.health_key} healthy"
+
+    def _started_at(self) -> float | None:
+        """Wall-clock start of this component's recorded process (its record in the stack's run folder)."""
+        try:
+            return float(json.loads((self.cfg.run_dir / f"{self.name}.json").read_text())["create_time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def urls(self) -> list[str]:
-        return [f"Airflow UI / API: {self.cfg.airflow_url} (local stack: no login, every user is admin)"]
+        if self.health_key is None:
+            return [f"Airflow UI / API: {self.cfg.airflow_url} (local stack: no login, every user is admin)"]
+        return []
+
+
+def airflow_components(cfg: StackConfig) -> list[AirflowComponent]:
+    """Airflow as four supervised processes: the API server first (the others' health is read through it)."""
+    p = cfg.ports
+    return [
+        AirflowComponent(cfg, "api-server", None, ((p.airflow_api, "Airflow API server"),)),
+        AirflowComponent(cfg, "scheduler", "scheduler", ((p.airflow_worker_logs, "Airflow worker log server"),)),
+        AirflowComponent(cfg, "dag-processor", "dag_processor"),
+        AirflowComponent(cfg, "triggerer", "triggerer", ((p.airflow_triggerer_logs, "Airflow triggerer log server"),)),
+    ]
+
+
+def migrate_airflow_db(cfg: StackConfig, progress: Progress) -> None:
+    """``airflow db migrate`` before the components start (what ``airflow standalone`` did first); idempotent."""
+    cfg.airflow_home.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    env = {**os.environ, **airflow_env(cfg), MARKER: str(cfg.home)}
+    done = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=str(cfg.home))
+    if done.returncode != 0:
+        tail = "\n".join("    " + line for line in (done.stdout + done.stderr).splitlines()[-25:])
+        raise ServiceStartError(f"`airflow db migrate` failed (exit {done.returncode}):\n{tail}")
+    progress(f"airflow: metadata DB ready after {time.monotonic() - t0:.1f}s")
+
+
+class StackSupervisor(Service):
+    """The stack's supervisor (:mod:`airflow_rtml.local.supervisor`): restarts a service that dies, with
+    backoff, after stopping what the dead one left behind; ``status`` reads its record of restarts."""
+
+    name = "supervisor"
+    startup_timeout = 30.0
+    stop_timeout = 10.0
+
+    #: Names of the services it watches (set by ``LocalStack``: the services of the stack that starts it).
+    watch: tuple[str, ...] = ()
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "airflow_rtml.local.supervisor", *self.watch]
+
+    def env(self) -> dict[str, str]:
+        return {"RTML_HOME": str(self.cfg.home), "RTML_PROJECT_DIR": str(self.cfg.project_dir),
+                "RTML_DAGS_FOLDER": str(self.cfg.dags_folder)}
+
+    @property
+    def state_file(self) -> Path:
+        return self.cfg.run_dir / "supervisor.state"
+
+    def state(self) -> dict:
+        """The supervisor's last written state ({} if none or unreadable)."""
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def health(self) -> tuple[bool, str]:
+        state = self.state()
+        age = time.time() - float(state.get("heartbeat", 0) or 0)
+        if age > 10:
+            return False, "no heartbeat yet" if not state else f"last heartbeat {age:.0f}s ago"
+        restarts = sum(int(s.get("restarts", 0)) for s in state.get("services", {}).values())
+        return True, f"watching {len(state.get('services', {}))} services, {restarts} restart(s) so far"
 
 
 def airflow_env(cfg: StackConfig) -> dict[str, str]:
@@ -578,8 +686,16 @@ class LocalStack:
             FlinkSqlGateway(self.cfg),
             KafkaBroker(self.cfg),
             HiveMetastore(self.cfg),
-            AirflowStandalone(self.cfg),
+            *airflow_components(self.cfg),
+            StackSupervisor(self.cfg),
         ]
+
+    def service(self, name: str) -> Service:
+        """The service called ``name`` (``"airflow-triggerer"``, ``"kafka"`` …); KeyError naming the others."""
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(f"no service {name!r} in this stack; its services: {', '.join(s.name for s in self.services)}")
 
     # --- process records ---
     def _pidfile(self, svc: Service) -> Path:
@@ -619,50 +735,55 @@ class LocalStack:
         found.pop(os.getpid(), None)
         return list(found.values())
 
-    def processes_matching(self, *words: str) -> list[psutil.Process]:
-        """This stack's live processes whose command line contains every one of ``words`` (e.g.
-        ``("airflow", "triggerer")``); a process that exits while it is being looked at is left out."""
-        found = []
-        for proc in self.stack_processes():
-            try:
-                command = " ".join(proc.cmdline())
-            except (psutil.Error, OSError):
-                continue
-            if all(word in command for word in words):
-                found.append(proc)
-        return found
-
     # --- up ---
     def up(self, install: bool = True) -> list[Service]:
-        """Bring every service up (reusing running ones); return the services this call started."""
+        """Bring every service up (reusing running ones); return the services this call started.
+
+        The supervisor starts last, once the others are healthy. While it runs, a service that is down is being
+        restarted by it: ``up`` waits for that instead of starting a second copy."""
         if install:
             install_all(self.cfg, self.progress)
         for d in (self.cfg.run_dir, self.cfg.log_dir):
             d.mkdir(parents=True, exist_ok=True)
 
+        supervisor = next((s for s in self.services if isinstance(s, StackSupervisor)), None)
+        supervised = supervisor is not None and self.process_of(supervisor) is not None
         to_start = []
         for svc in self.services:
             proc = self.process_of(svc)
             if proc is not None:
                 self.progress(f"{svc.name}: already up (pid {proc.pid}), reusing it")
+            elif supervised:
+                self.progress(f"{svc.name}: down; the supervisor is starting it again (log {svc.log_file})")
             else:
                 to_start.append(svc)
         self._check_ports(to_start)
 
         started: list[Service] = []
         try:
+            if any(isinstance(s, AirflowComponent) for s in to_start):
+                migrate_airflow_db(self.cfg, self.progress)
             for svc in to_start:
+                if svc is supervisor:
+                    continue
                 svc.prepare(self.progress)
-                proc = self._spawn(svc)
+                popen = self._spawn(svc)
                 started.append(svc)
-                self.progress(f"{svc.name}: started (pid {proc.pid}, log {svc.log_file})")
+                self.progress(f"{svc.name}: started (pid {popen.pid}, log {svc.log_file})")
             for svc in self.services:
-                self._wait_healthy(svc)
+                if svc is not supervisor:
+                    self._wait_healthy(svc)
+            if supervisor in to_start:
+                supervisor.watch = tuple(s.name for s in self.services if s is not supervisor)
+                popen = self._spawn(supervisor)
+                started.append(supervisor)
+                self.progress(f"{supervisor.name}: started (pid {popen.pid}, log {supervisor.log_file})")
+            if supervisor is not None:
+                self._wait_healthy(supervisor)
         except BaseException:
             if started:
                 self.progress("start-up failed: stopping what this `up` started")
-                for svc in reversed(started):
-                    self._stop(svc)
+                self._stop_services(started)
             raise
         return started
 
@@ -692,7 +813,7 @@ class LocalStack:
                 "and run `rtml local up` again."
             )
 
-    def _spawn(self, svc: Service) -> psutil.Process:
+    def _spawn(self, svc: Service) -> subprocess.Popen:
         env = dict(os.environ)
         env.update(svc.env())
         env[MARKER] = str(self.cfg.home)
@@ -709,7 +830,7 @@ class LocalStack:
             json.dumps({"pid": popen.pid, "create_time": proc.create_time(), "start_ticks": _start_ticks(popen.pid),
                         "command": svc.command()})
         )
-        return proc
+        return popen
 
     def _wait_healthy(self, svc: Service) -> None:
         t0 = time.monotonic()
@@ -745,55 +866,112 @@ class LocalStack:
 
     # --- status ---
     def status(self) -> list[ServiceStatus]:
+        supervisor = next((s for s in self.services if isinstance(s, StackSupervisor)), None)
+        watched = {}
+        if supervisor is not None and self.process_of(supervisor) is not None:
+            watched = supervisor.state().get("services", {})
         out = []
         for svc in self.services:
             proc = self.process_of(svc)
             rss = 0
             if proc is not None:
-                for p in [proc, *proc.children(recursive=True)]:
+                # The supervisor's children are the services it restarted: counted under their own names.
+                tree = [proc] if isinstance(svc, StackSupervisor) else [proc, *proc.children(recursive=True)]
+                for p in tree:
                     try:
                         rss += p.memory_info().rss
                     except psutil.Error:
                         pass
             healthy, detail = svc.health() if proc is not None else (False, "not running")
-            out.append(ServiceStatus(svc.name, proc is not None, healthy, detail, proc.pid if proc else None, rss))
+            sup = watched.get(svc.name) or {}
+            restarts, restarting = int(sup.get("restarts", 0) or 0), sup.get("state") == "restarting"
+            if restarting:
+                healthy = False
+                detail = f"restarting after: {sup.get('last_cause') or '?'}"
+            elif proc is None and watched:
+                detail = "not running; the supervisor is about to start it again"
+            elif restarts and sup.get("last_cause"):
+                detail += f" (last restart after: {sup['last_cause']})"
+            out.append(ServiceStatus(svc.name, proc is not None, healthy, detail, proc.pid if proc else None, rss,
+                                     restarts, restarting or (proc is None and bool(watched))))
         return out
 
     # --- down ---
     def down(self) -> int:
-        """Stop every process of this stack (services first, in reverse order, then stragglers).
+        """Stop every process of this stack: the supervisor first (so nothing is restarted), then Airflow's
+        components together, then the other services together; then stragglers (by the stack's marker, and by
+        session: a child whose parent died and whose environment was cleaned).
 
         Returns the number of processes stopped. Data (Kafka logs, Airflow DB, checkpoints) is kept.
         """
-        count = 0
-        for svc in reversed(self.services):
-            count += self._stop(svc)
+        count = self._stop_services(self.services)
         stragglers = self.stack_processes()
         if stragglers:
             self.progress(f"stopping {len(stragglers)} leftover process(es) of this stack")
             count += _terminate(stragglers, timeout=10)
+        for svc in self.services:
+            if isinstance(svc, StackSupervisor):
+                svc.state_file.unlink(missing_ok=True)
         return count
 
-    def _stop(self, svc: Service) -> int:
-        proc = self.process_of(svc)
-        if proc is None:
+    def _stop_services(self, services: Iterable[Service]) -> int:
+        """Stop ``services`` in waves (supervisor; Airflow; the rest), each wave's processes at once."""
+        services = list(services)
+        waves = [[s for s in services if isinstance(s, StackSupervisor)],
+                 [s for s in services if isinstance(s, AirflowComponent)]]
+        waves.append([s for s in reversed(services) if not any(s in w for w in waves)])
+        return sum(self._stop_wave(wave) for wave in waves if wave)
+
+    def _stop_wave(self, services: list[Service]) -> int:
+        trees: list[psutil.Process] = []
+        leaders: list[psutil.Process] = []
+        timeout = 0.0
+        for svc in services:
+            proc = self.process_of(svc)
+            if proc is None:
+                self._pidfile(svc).unlink(missing_ok=True)
+                continue
+            if isinstance(svc, StackSupervisor):
+                tree = [proc]  # its children are the services it restarted: each is stopped in its own wave
+            else:
+                try:
+                    tree = [proc, *proc.children(recursive=True)]
+                except psutil.Error:
+                    tree = [proc]
+                tree += [p for p in session_of(proc.pid) if p.pid not in {t.pid for t in tree}]
+            self.progress(f"{svc.name}: stopping pid {proc.pid} ({signal.Signals(svc.stop_signal).name})")
+            try:
+                proc.send_signal(svc.stop_signal)
+            except psutil.NoSuchProcess:
+                pass
+            trees += tree
+            leaders.append(proc)
+            timeout = max(timeout, svc.stop_timeout)
+        if trees:
+            # Wait for the services themselves; what they leave behind once they have exited (a child that got
+            # no signal) is terminated at once rather than waited out for the whole stop timeout.
+            _, alive = psutil.wait_procs(leaders, timeout=timeout)
+            if alive:
+                self.progress(f"{len(alive)} process(es) still alive after {timeout:.0f}s, terminating: "
+                              + ", ".join(_describe(p) for p in alive[:5]))
+            _, left = psutil.wait_procs([p for p in trees if p not in leaders], timeout=2 if not alive else 0)
+            if alive or left:
+                _terminate(alive + left, timeout=5)
+        for svc in services:
             self._pidfile(svc).unlink(missing_ok=True)
-            return 0
+        return len(trees)
+
+
+def session_of(session_id: int) -> list[psutil.Process]:
+    """Live processes in the session ``session_id`` leads (a service's children, including ones it lost)."""
+    found = []
+    for proc in psutil.process_iter():
         try:
-            tree = [proc, *proc.children(recursive=True)]
-        except psutil.Error:
-            tree = [proc]
-        self.progress(f"{svc.name}: stopping pid {proc.pid} ({signal.Signals(svc.stop_signal).name})")
-        try:
-            proc.send_signal(svc.stop_signal)
-        except psutil.NoSuchProcess:
-            pass
-        _, alive = psutil.wait_procs(tree, timeout=svc.stop_timeout)
-        if alive:
-            self.progress(f"{svc.name}: {len(alive)} process(es) still alive after {svc.stop_timeout:.0f}s, terminating")
-            _terminate(alive, timeout=10)
-        self._pidfile(svc).unlink(missing_ok=True)
-        return len(tree)
+            if proc.pid != os.getpid() and os.getsid(proc.pid) == session_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def _start_ticks(pid: int) -> int | None:

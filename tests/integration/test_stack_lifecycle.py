@@ -52,7 +52,8 @@ def test_up_from_nothing_then_down_frees_everything(stack_config):
     print(f"cold up (runtime state wiped): {cold:.1f}s")
     status = _rtml(stack_config, "status")
     assert status.returncode == 0, status.stdout
-    for name in ("flink-jobmanager", "flink-taskmanager", "flink-sql-gateway", "kafka", "airflow"):
+    for name in ("flink-jobmanager", "flink-taskmanager", "flink-sql-gateway", "kafka", "hive-metastore",
+                 "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "supervisor"):
         assert any(line.startswith(name) and "healthy" in line for line in status.stdout.splitlines()), status.stdout
     assert len(stack.stack_processes()) >= 4
 

@@ -2,17 +2,16 @@
 ``stream_windows_producer`` (StreamWindowSensor, deferred in the real triggerer) and ``process_closed_window``
 (PartitionedAssetTimetable), fed by a real Flink job whose event time the test drives through Kafka.
 
-It also kills the triggerer with SIGKILL while the sensor is deferred and starts a new one: the wait resumes
-and each window's downstream run happens exactly once.
+It also kills the triggerer with SIGKILL while the sensor is deferred and closes three windows while it is down:
+the stack's supervisor stops the dead triggerer's log server and starts a new triggerer, the wait resumes, and
+each window's downstream run happens exactly once.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import psutil
@@ -20,7 +19,7 @@ import pytest
 from event_time import start_event_time_job
 from support import wait_for
 
-from airflow_rtml.local.stack import MARKER, airflow_env
+from airflow_rtml.local.stack import listening_pid
 
 MINUTE = 60_000
 PRODUCER, CONSUMER = "stream_windows_producer", "process_closed_window"
@@ -45,26 +44,32 @@ def _deferred_producer_ti(client: httpx.Client) -> dict | None:
     return None
 
 
-def _restart_triggerer(stack) -> subprocess.Popen:
-    """SIGKILL the stack's triggerer; start a new one (standalone does not restart its children)."""
-    victims = stack.processes_matching("airflow", "triggerer")
-    assert victims, "no running triggerer found"
-    for p in list(victims):  # its log server would keep port 8794
-        try:
-            victims += p.children(recursive=True)
-        except psutil.Error:
-            pass
-    for p in victims:
-        try:
-            os.kill(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    psutil.wait_procs(victims, timeout=10)
-    env = dict(os.environ, **airflow_env(stack.cfg), **{MARKER: str(stack.cfg.home)})
-    log = (stack.cfg.log_dir / "airflow-triggerer-restarted.log").open("ab")
-    return subprocess.Popen([str(Path(env["PATH"].split(os.pathsep)[0]) / "airflow"), "triggerer"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=str(stack.cfg.home), start_new_session=True)
+def _kill_triggerer(stack) -> tuple[psutil.Process, list[psutil.Process]]:
+    """SIGKILL the stack's triggerer by PID, only it: its log server child lives on, as after a real crash."""
+    svc = stack.service("airflow-triggerer")
+    victim = stack.process_of(svc)
+    assert victim is not None, "no running triggerer found"
+    children = victim.children(recursive=True)
+    os.kill(victim.pid, signal.SIGKILL)
+    return victim, children
+
+
+def _triggerer_back(stack, victim: psutil.Process, children: list[psutil.Process]) -> psutil.Process:
+    """The supervisor stopped what the dead triggerer left and started a new one, healthy, with its log server on
+    the triggerer's log port again."""
+    svc = stack.service("airflow-triggerer")
+    new = wait_for("the supervisor to start a new triggerer",
+                   lambda: (p := stack.process_of(svc)) and p.pid != victim.pid and p, 120, 0.5)
+    wait_for("the new triggerer to be healthy", lambda: svc.health()[0] and stack.process_of(svc), 180, 1)
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, \
+            f"the dead triggerer's child {child.pid} was left running"
+    port = stack.cfg.ports.airflow_triggerer_logs
+    holder = wait_for(f"a log server of the new triggerer on {port}", lambda: listening_pid(port), 60, 0.5)
+    assert holder in {c.pid for c in new.children(recursive=True)} | {new.pid}, (holder, new.pid)
+    row = next(r for r in stack.status() if r.name == svc.name)
+    assert row.restarts >= 1 and row.healthy, row
+    return new
 
 
 @pytest.mark.timeout(900)
@@ -90,14 +95,15 @@ def test_each_closed_window_runs_the_downstream_dag_exactly_once_across_a_trigge
         time.sleep(5)
         assert _consumer_runs(client, set(keys)) == []
 
-        # Kill the triggerer mid-wait and start a new one; the wait resumes from the database.
-        _restart_triggerer(stack)
-        job.produce(base + MINUTE - 1)  # closes window 0 (progress >= end - 1)
-        runs = wait_for("the run for window 0", lambda: _consumer_runs(client, {keys[0]}), 240)
-        assert len(runs) == 1
-
-        job.produce(base + 3 * MINUTE - 1)  # closes windows 1 and 2 with one watermark step
-        wait_for("runs for windows 1 and 2", lambda: len(_consumer_runs(client, set(keys))) >= 3, 180)
+        # The fault: the triggerer is killed mid-wait (SIGKILL, by PID), and all three windows close while it is
+        # down. Nothing restarts it but the stack's supervisor; the wait resumes from the database.
+        victim, children = _kill_triggerer(stack)
+        killed_at = time.monotonic()
+        job.produce(base + 3 * MINUTE - 1)  # closes windows 0, 1 and 2 (progress >= end - 1)
+        # The supervisor waits 1 s before a restart and a triggerer takes seconds more to start.
+        assert time.monotonic() - killed_at < 2.0, "the windows did not close while the triggerer was down"
+        _triggerer_back(stack, victim, children)
+        wait_for("runs for windows 0, 1 and 2", lambda: len(_consumer_runs(client, set(keys))) >= 3, 240)
         wait_for("the consumer runs to finish",
                   lambda: all(r["state"] == "success" for r in _consumer_runs(client, set(keys))), 180)
         time.sleep(5)  # anything duplicated would show up by now
