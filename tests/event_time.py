@@ -72,8 +72,8 @@ class EventTimeJob:
         return last
 
 
-def start_event_time_job(stack, checkpoint_interval: str = "1s") -> EventTimeJob:
-    name = f"rtml-et-{uuid.uuid4().hex[:8]}"
+def start_event_time_job(stack, checkpoint_interval: str = "1s", name: str | None = None) -> EventTimeJob:
+    name = name or f"rtml-et-{uuid.uuid4().hex[:8]}"
     job = EventTimeJob(name=name, topic=f"{name}-events")
     create_topic(job.topic)
     result = FlinkSubmitJobOperator(

@@ -154,15 +154,24 @@ class ProgressWait:
     :param deadline: absolute epoch seconds; None = no limit.
     :param by_name: the stream is a job *name* (FINISHED is not the end: a new job of the name may follow).
     :param now: the clock at creation (stall detection starts here).
+    :param job_missing_timeout: a wait by name whose job is not there (no job of the name is listed) waits this
+        many seconds for it to appear (it may be submitted by another DAG) before failing with ``job_not_found``;
+        None or 0: fail at once. The deadline still ends the wait first if it comes first.
+    :param missing_since: when the job was first seen missing, if known before this wait's first observation
+        (a reschedule-mode sensor builds a new wait for every poke: the first poke's time).
     """
 
     __slots__ = ("stream", "threshold_ms", "commit_aware", "deadline", "by_name", "progress", "stall",
-                 "crossed_at_ms", "last_event_time", "_crossing", "_commit", "_last")
+                 "crossed_at_ms", "last_event_time", "job_missing_timeout", "_missing_since", "_crossing", "_commit",
+                 "_last")
 
     def __init__(self, *, stream: str, threshold_ms: int, commit_aware: bool, stall_timeout: float | None,
-                 deadline: float | None, by_name: bool, now: float):
+                 deadline: float | None, by_name: bool, now: float, job_missing_timeout: float | None = None,
+                 missing_since: float | None = None):
         self.stream, self.threshold_ms, self.commit_aware = stream, threshold_ms, commit_aware
         self.deadline, self.by_name = deadline, by_name
+        self.job_missing_timeout = job_missing_timeout if by_name and job_missing_timeout else None
+        self._missing_since = missing_since
         self.progress = MonotoneProgress()
         self.stall = StallDetector(stall_timeout, now) if stall_timeout else None
         self.crossed_at_ms: float | None = None  # observer's clock, information only
@@ -203,13 +212,17 @@ class ProgressWait:
         """Whether any observation may change what this wait decides next (a commit-aware crossing is awaiting
         its checkpoint, or the commit its confirmation), so it must look at each one as it comes; otherwise only
         the observations a :class:`WakeIndex` names need to be looked at at once."""
-        return self._crossing is not None or self._commit is not None
+        return self._crossing is not None or self._commit is not None or self._missing_since is not None
 
     # ------------------------------------------------------------------ decision
     def evaluate(self, obs: Observation) -> dict | None:
         """The terminal event this observation causes, or None while the wait goes on."""
         self._last = obs
         kind = obs.error_kind
+        if kind == FailureReason.JOB_NOT_FOUND and self.job_missing_timeout and obs.job_id is None:
+            return self._missing(obs)  # no job of the name is listed (yet): a 404 of a known job id is not this
+        if obs.job_id is not None:
+            self._missing_since = None  # the job is there (again)
         if kind is not None and kind != TRANSIENT:
             return self._event(EventStatus.FAILED, obs, obs.error or str(kind), FailureReason(kind))
         state = obs.state
@@ -263,6 +276,20 @@ class ProgressWait:
         if self.deadline is not None and obs.at >= self.deadline:
             return self.timeout_event(obs)
         return None  # a transient observation: the next one retries; the deadline bounds the wait
+
+    def _missing(self, obs: Observation) -> dict | None:
+        """A wait by name whose job is not listed: None while it may still appear, else the failure event."""
+        if self._missing_since is None or self._missing_since > obs.at:
+            self._missing_since = obs.at
+        waited = obs.at - self._missing_since
+        if waited >= self.job_missing_timeout:
+            return self._event(
+                EventStatus.FAILED, obs,
+                f"{obs.error or f'No Flink job is named {self.stream!r}.'} No job of that name appeared within "
+                f"{self.job_missing_timeout:.0f}s (job_missing_timeout).", FailureReason.JOB_NOT_FOUND)
+        if self.deadline is not None and obs.at >= self.deadline:
+            return self.timeout_event(obs)
+        return None
 
     def _committed(self, obs: Observation, reached_now: bool) -> bool:
         """Steps 1–3 of the module docstring; True once a commit of the crossing is confirmed."""

@@ -36,7 +36,13 @@ from airflow_rtml.progress import (
 from airflow_rtml.sensors.base import _UNSET, FlinkSensorTimeout, RtmlSensorMixin, deprecated_alias  # noqa: F401
 from airflow_rtml.triggers.base import ProgressLog
 from airflow_rtml.triggers.flink import raise_for_event
-from airflow_rtml.triggers.watermark import INPUT_WATERMARK, FlinkWatermarkTrigger, decide, wait_result
+from airflow_rtml.triggers.watermark import (
+    INPUT_WATERMARK,
+    FlinkWatermarkTrigger,
+    _seconds_or_none,
+    decide,
+    wait_result,
+)
 
 
 def run_trigger_blocking(trigger: FlinkWatermarkTrigger, hook: FlinkRestHook) -> dict:
@@ -61,6 +67,16 @@ def first_look(trigger: FlinkWatermarkTrigger, hook: FlinkRestHook) -> dict | No
     probe = FlinkWatermarkTrigger(**{**trigger.serialize()[1], "deadline": time.time(), "end_task_on_success": False})
     event = run_trigger_blocking(probe, hook)
     return None if event["status"] == "timeout" else event
+
+
+def _first_poke_at(context: Context) -> float | None:
+    """Epoch seconds of a reschedule-mode sensor's first poke in this try (Airflow's own record), or None."""
+    ti = context.get("ti")
+    try:
+        first = ti.get_first_reschedule_date(context) if ti is not None else None
+    except Exception:  # noqa: BLE001 - an Airflow without it: the missing job's grace counts from this poke
+        return None
+    return first.timestamp() if first is not None else None
 
 
 class WatermarkWaitResult(TypedDict):
@@ -118,6 +134,11 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
         (seconds or timedelta); None: no stall check (only ``timeout`` ends a quiet wait).
     :param flink_conn_id: a ``flink_rest`` connection: the JobManager's REST API (with the extra
         ``metrics_reporter_port`` or ``metrics_reporter_urls``, progress is read from the TaskManagers' reporters).
+    :param job_missing_timeout: how long a wait by ``job_name`` waits for a job of that name to appear (another
+        DAG may be submitting it) before it raises ``FlinkJobNotFound`` (seconds or timedelta; default 5 minutes;
+        0 or None: at once). The log says every minute that the job is not there yet. This is also what keeps a
+        ``@continuous`` producer DAG over a missing job from starting a run every second. A wait by ``job_id``
+        fails at once.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); it takes one
         look on the worker first, and a wait that look already decides does not defer.
     :param poke_interval: seconds (or timedelta) between reads of the stream, on the worker and in the
@@ -172,6 +193,7 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
         timeout: timedelta | float = timedelta(hours=6),
         poll_interval: Any = _UNSET,
         start_from_trigger: bool = False,
+        job_missing_timeout: timedelta | float | None = timedelta(minutes=5),
         **kwargs: Any,
     ):
         task_id = kwargs.get("task_id", "?")
@@ -186,6 +208,12 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
         self.job_name, self.job_id, self.target = job_name, job_id, target
         self.lateness, self.commit_aware, self.vertex, self.metric = lateness, commit_aware, vertex, metric
         self.stall_timeout = stall_timeout
+        if isinstance(job_missing_timeout, timedelta):
+            job_missing_timeout = job_missing_timeout.total_seconds()
+        try:
+            self.job_missing_timeout = _seconds_or_none("job_missing_timeout", job_missing_timeout)
+        except FlinkConfigurationError as exc:
+            raise FlinkConfigurationError(f"{self.task_id}: {exc}") from None
         self.flink_conn_id = flink_conn_id
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         if self.reschedule and not self.deferrable and (commit_aware or stall_timeout):
@@ -213,7 +241,7 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
     def _count_waits_from_trigger(self) -> None:
         """Warn once per DAG when it holds :attr:`FROM_TRIGGER_WARN_AT` such waits: Airflow 3.3's triggerer
         deserializes the whole DAG for each of them (the cost grows with the square of the DAG's size)."""
-        dag = getattr(self, "dag", None)
+        dag = getattr(self, "_dag", None)  # not .dag: outside a DAG that property raises RuntimeError
         if dag is None:
             return
         count = getattr(dag, _FROM_TRIGGER_WAITS, 0) + 1  # on the DAG object: a DAG's hash changes as it grows
@@ -245,6 +273,7 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
                 "stall_timeout": self.stall_timeout.total_seconds() if self.stall_timeout else None,
                 "flink_conn_id": self.flink_conn_id, "poll_interval": float(self.poke_interval),
                 "timeout_s": float(self.timeout), "end_task_on_success": False,
+                **({"job_missing_timeout": self.job_missing_timeout} if self.job_missing_timeout else {}),
             },
             next_method="execute_complete",
             next_kwargs=None,
@@ -283,7 +312,7 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
             commit_aware=self.commit_aware,
             stall_timeout=self.stall_timeout.total_seconds() if self.stall_timeout else None,
             flink_conn_id=self.flink_conn_id, poll_interval=self.poke_interval, deadline=deadline,
-            end_task_on_success=False,
+            end_task_on_success=False, job_missing_timeout=self.job_missing_timeout,
         )
 
     # ------------------------------------------------------------------ paths
@@ -319,7 +348,9 @@ class StreamWatermarkSensor(RtmlSensorMixin, BaseSensorOperator):
             trigger = self.trigger(deadline, self._threshold)
             hook = FlinkRestHook(self.flink_conn_id)
             hook.base_url  # noqa: B018 - resolve the connection before the event loop starts
-            self._poking = (FlinkWatermarkTrigger.poller(trigger.serialize()[1], hook=hook), trigger.new_wait(),
+            # A new wait per poke in reschedule mode: a missing job is missing since the first poke at most.
+            wait = trigger.new_wait(missing_since=_first_poke_at(context) if self.reschedule else None)
+            self._poking = (FlinkWatermarkTrigger.poller(trigger.serialize()[1], hook=hook), wait,
                             ProgressLog(self.log, trigger.stream, self._threshold))
         reader, wait, progress_log = self._poking
         obs = asyncio.run(reader.poll_once())
@@ -437,6 +468,9 @@ class StreamWindowSensor(StreamWatermarkSensor):
     :param stall_timeout: fail with ``StreamStalled`` when a RUNNING job's progress does not move this long
         (seconds or timedelta); None: no stall check.
     :param flink_conn_id: a ``flink_rest`` connection, as for :class:`StreamWatermarkSensor`.
+    :param job_missing_timeout: how long a wait by ``job_name`` waits for the job to appear before it raises
+        ``FlinkJobNotFound`` (default 5 minutes; 0: at once): a ``@continuous`` producer DAG over a job that is not
+        submitted yet makes one run per this long, not one a second.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); it takes one
         look on the worker first. A deferred wait resumes on a worker to emit the windows.
     :param poke_interval: seconds (or timedelta) between reads of the stream; default 1.

@@ -108,6 +108,20 @@ def _strict_template_env():
     return env
 
 
+def _seconds_or_none(name: str, value: Any) -> float | None:
+    """``value`` as finite, non-negative seconds (None and 0 stay None); anything else raises a
+    :class:`FlinkConfigurationError` naming ``name``."""
+    if value is None or value == 0:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
+        raise FlinkConfigurationError(f"{name} must be a finite number of seconds >= 0 (or None), got {value!r}.")
+    return seconds
+
+
 def _templated(value: Any) -> bool:
     return isinstance(value, str) and any(mark in value for mark in ("{{", "{%"))
 
@@ -187,6 +201,9 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
     :param lateness_ms: allowed lateness, ms (with ``target``).
     :param timeout_s: instead of ``deadline``: seconds the wait may take, counted from the deferral (the task's
         trigger timeout, which survives triggerer restarts, less :data:`START_TIMEOUT_GRACE_S`).
+    :param job_missing_timeout: seconds a wait by ``job_name`` waits for a job of that name to appear before it
+        fails with ``job_not_found`` (counted from this trigger's first look; a triggerer restart starts it
+        again); None or 0: fail at once. A wait by ``job_id`` fails at once.
     """
 
     #: The scheduler's own trigger timeout of a wait started in the triggerer is ``timeout_s`` plus this: the
@@ -211,6 +228,7 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
         target: Any = None,
         lateness_ms: int = 0,
         timeout_s: float | None = None,
+        job_missing_timeout: float | None = None,
     ):
         super().__init__()
         if (job_name is None) == (job_id is None):
@@ -230,6 +248,7 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
         self.timeout_s = None if timeout_s is None else float(timeout_s)
         self._stream = stream
         self.end_task_on_success = bool(end_task_on_success)
+        self.job_missing_timeout = _seconds_or_none("job_missing_timeout", job_missing_timeout)
 
     @property
     def stream(self) -> str:
@@ -247,6 +266,8 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
             kwargs.update(threshold_ms=None, target=self.target, lateness_ms=self.lateness_ms)
         if self.deadline is None and self.timeout_s is not None:
             kwargs["timeout_s"] = self.timeout_s
+        if self.job_missing_timeout:  # absent for 0/None: triggers serialized before this argument stay equal
+            kwargs["job_missing_timeout"] = self.job_missing_timeout
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     def render_template_fields(self, context, jinja_env=None) -> None:
@@ -294,11 +315,14 @@ class FlinkWatermarkTrigger(SharedStreamTrigger):
             async for obs in observations:
                 yield obs
 
-    def new_wait(self) -> ProgressWait:
+    def new_wait(self, missing_since: float | None = None) -> ProgressWait:
+        """This trigger's :class:`~airflow_rtml.progress.ProgressWait` (``missing_since``: when its job was first
+        seen missing, if before this wait)."""
         self.resolve()
         return ProgressWait(stream=self.stream, threshold_ms=self.threshold_ms, commit_aware=self.commit_aware,
                             stall_timeout=self.stall_timeout, deadline=self.deadline,
-                            by_name=self.job_name is not None, now=time.time())
+                            by_name=self.job_name is not None, now=time.time(),
+                            job_missing_timeout=self.job_missing_timeout, missing_since=missing_since)
 
     def filter_shared_stream(self, shared_stream: AsyncIterator[Observation]) -> AsyncIterator[TriggerEvent]:
         # The decision's own generator, no wrapper of ours around it (a parked wait holds only that); the class's
