@@ -39,3 +39,13 @@ def wait_for(what: str, check, timeout: float, interval: float = 1.0):
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def first_event(trigger) -> dict:
+    """The payload of the first event ``trigger.run()`` yields (a trigger run alone, as without a triggerer)."""
+    from contextlib import aclosing
+
+    async with aclosing(trigger.run()) as events:
+        async for event in events:
+            return event.payload
+    raise AssertionError("the trigger ended without an event")

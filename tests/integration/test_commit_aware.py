@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from contextlib import aclosing
 from datetime import datetime, timezone
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from event_time import BOOTSTRAP, JOB_SQL, EventTimeJob, create_topic
-from support import cancel_jobs_named, ti_context, wait_for
+from support import cancel_jobs_named, first_event, ti_context, wait_for
 
 from airflow_rtml.exceptions import FlinkCheckpointingDisabled
 from airflow_rtml.operators.flink import FlinkSubmitJobOperator
@@ -42,7 +41,7 @@ def test_commit_aware_on_a_job_without_checkpointing_fails_at_once(stack, hook):
     job = _submit(stack, {"restart-strategy.type": "none"})  # no execution.checkpointing.interval
     try:
         t0 = time.monotonic()
-        event = asyncio.run(_first(FlinkWatermarkTrigger(threshold_ms=threshold_for(HOUR_END), job_id=job.job_id,
+        event = asyncio.run(first_event(FlinkWatermarkTrigger(threshold_ms=threshold_for(HOUR_END), job_id=job.job_id,
                                                          commit_aware=True, poll_interval=0.5,
                                                          deadline=time.time() + 60)))
         took = time.monotonic() - t0
@@ -58,12 +57,6 @@ def test_commit_aware_on_a_job_without_checkpointing_fails_at_once(stack, hook):
     finally:
         hook.cancel_job(job.job_id)
 
-
-async def _first(trigger: FlinkWatermarkTrigger) -> dict:
-    async with aclosing(trigger.run()) as events:
-        async for event in events:
-            return event.payload
-    raise AssertionError("no event")
 
 
 def test_a_failover_between_crossing_and_checkpoint_needs_a_new_crossing_of_the_restored_attempt(stack, hook):
@@ -88,7 +81,7 @@ def test_a_failover_between_crossing_and_checkpoint_needs_a_new_crossing_of_the_
                                       deadline=time.time() + 60)
 
         async def scenario():
-            waiting = asyncio.ensure_future(_first(trigger))
+            waiting = asyncio.ensure_future(first_event(trigger))
             await asyncio.sleep(4.0)  # the reader has seen the attempt for longer than Flink's cache staleness
             # Right after a checkpoint completed (the one the job will restore from), with ~45 s to the next. The
             # wait for it must outlast one whole interval (it may start just after a checkpoint), plus a slow one.
@@ -97,7 +90,7 @@ def test_a_failover_between_crossing_and_checkpoint_needs_a_new_crossing_of_the_
                 wait_for, "a fresh checkpoint before the crossing",
                 lambda: (c := hook.get_checkpoints(job.job_id)).latest_completed_id not in (None, seen) and c, 100, 0.2)
             await asyncio.to_thread(job.produce, HOUR_END + 5)  # the crossing
-            crossed = await _first(plain)
+            crossed = await first_event(plain)
             assert crossed["status"] == "success", crossed
             await asyncio.sleep(1.0)  # the commit-aware wait observes the crossing (settled attempt)
             cp = await asyncio.to_thread(hook.get_checkpoints, job.job_id)

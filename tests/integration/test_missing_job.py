@@ -8,11 +8,10 @@ import asyncio
 import threading
 import time
 import uuid
-from contextlib import aclosing
 
 import pytest
 from event_time import start_event_time_job
-from support import ti_context
+from support import first_event, ti_context
 
 from airflow_rtml.exceptions import FlinkJobNotFound
 from airflow_rtml.sensors.watermark import StreamWatermarkSensor
@@ -21,19 +20,13 @@ from airflow_rtml.triggers.watermark import FlinkWatermarkTrigger
 END = 1_767_265_200_000  # 2026-01-01T11:00:00Z
 
 
-async def _first(trigger: FlinkWatermarkTrigger) -> dict:
-    async with aclosing(trigger.run()) as events:
-        async for event in events:
-            return event.payload
-    raise AssertionError("the trigger ended without an event")
-
 
 def test_a_wait_by_name_follows_a_job_submitted_after_it_started(stack, hook):
     name = f"rtml-late-{uuid.uuid4().hex[:8]}"
     out: dict = {}
     trigger = FlinkWatermarkTrigger(threshold_ms=END - 1, job_name=name, poll_interval=0.5,
                                     deadline=time.time() + 240, job_missing_timeout=200)
-    waiter = threading.Thread(target=lambda: out.update(event=asyncio.run(_first(trigger))), daemon=True)
+    waiter = threading.Thread(target=lambda: out.update(event=asyncio.run(first_event(trigger))), daemon=True)
     waiter.start()
     time.sleep(4)  # ~8 polls that find no job of the name
     assert waiter.is_alive(), f"the wait ended while its job did not exist yet: {out}"
