@@ -284,6 +284,16 @@ class FlinkSqlGateway(_FlinkProcess):
         return [f"Flink SQL Gateway: {self.cfg.flink_sql_gateway_url}"]
 
 
+def storage_format_args(cluster_id: str, properties_file: Path) -> list[str]:
+    """Arguments of Kafka's ``StorageTool`` that format KRaft storage with ``cluster_id``.
+
+    A random URL-safe base64 id starts with ``-`` one time in 64; given as a separate argument
+    (``-t ID``) the tool's parser takes it for an option and the start fails, so the id is joined
+    to its option with ``=``.
+    """
+    return ["format", f"--cluster-id={cluster_id}", f"--config={properties_file}"]
+
+
 class KafkaBroker(Service):
     """Single-node Kafka 4.x in KRaft mode (broker + controller) on 127.0.0.1:9092."""
 
@@ -341,8 +351,7 @@ class KafkaBroker(Service):
             cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             progress(f"{self.name}: formatting KRaft storage (cluster id {cluster_id})")
             proc = subprocess.run(
-                [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                 "-c", str(self.properties_file)],
+                [*self._java(), "kafka.tools.StorageTool", *storage_format_args(cluster_id, self.properties_file)],
                 capture_output=True, text=True, stdin=subprocess.DEVNULL,
             )
             if proc.returncode != 0:

@@ -74,3 +74,20 @@ def test_pyflink_sql_job_reaches_running_or_finished(stack):
         assert state not in ("FAILED", "CANCELED"), f"job {name} ended {state}"
         time.sleep(0.5)
     assert state in ("RUNNING", "FINISHED"), f"job {name} still {state} after 60s"
+
+
+def test_kraft_storage_formats_with_a_cluster_id_that_starts_with_a_dash(stack, tmp_path):
+    """One random cluster id in 64 starts with "-"; Kafka's own StorageTool must still take it (CI failed on one)."""
+    from airflow_rtml.local.stack import KafkaBroker, storage_format_args
+
+    broker = KafkaBroker(stack.cfg)
+    data = tmp_path / "data"
+    props = tmp_path / "server.properties"
+    lines = broker.properties_file.read_text().splitlines()  # the stack's own broker config, other log.dirs
+    props.write_text("\n".join([*(l for l in lines if not l.startswith("log.dirs=")), f"log.dirs={data}", ""]))
+    proc = subprocess.run(
+        [*broker._java(), "kafka.tools.StorageTool", *storage_format_args("-qDs8WkcRb21LjMlL-so3A", props)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cluster.id=-qDs8WkcRb21LjMlL-so3A" in (data / "meta.properties").read_text()
