@@ -1,7 +1,7 @@
 """A wait by job name whose job is not there yet (issue 11, "no hot failure loops"): it waits up to
 ``job_missing_timeout`` for the job to appear, then fails with ``job_not_found``; never early, and a wait by id or
 a 404 of a job that was found fails at once as before. The real-cluster side is in
-tests/integration/test_missing_job.py; the @continuous example DAG over a missing job in tests/system."""
+tests/integration/test_missing_job_on_cluster.py; the @continuous example DAG over a missing job in tests/system."""
 
 from __future__ import annotations
 
