@@ -195,6 +195,29 @@ class BackfillOverlapsLiveJob(BackfillError):
     would overlap. Refused unless explicitly allowed."""
 
 
+class ChainError(RtmlError):
+    """A chain definition, a clone of it, or the experiment registry cannot do what was asked. Raised before
+    anything starts."""
+
+
+class ChainDefinitionError(ChainError):
+    """A chain definition is invalid: a duplicate node, a dataset written by two nodes, a cycle (the message
+    lists it), an input no node writes and the chain does not declare as a source."""
+
+
+class UnknownChainNode(ChainError):
+    """A ``--set`` (or a lookup) names a node the chain does not have; the message lists the nodes it has."""
+
+
+class UnknownChainParameter(ChainError):
+    """A ``--set`` names a parameter the node does not have, or a value of the wrong type; the message lists the
+    node's parameters."""
+
+
+class ChainNotFound(ChainError):
+    """No chain (base or experiment) of this name is defined or registered; the message lists the known ones."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The error vocabulary, mapped once. A stream reader turns what went wrong into an error kind (exception ->
 # kind: :func:`error_kind`); a wait that ends on it carries the kind as its event's ``reason``; the task that

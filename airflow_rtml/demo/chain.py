@@ -10,6 +10,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from airflow_rtml.chain import ChainDefinition, Naming, Node
 from airflow_rtml.offline.archive import HOURLY_PARTITION_COMMIT, ArchiveTable
 
 _KAFKA = (("kafka_partition", "int"), ("kafka_offset", "bigint"), ("kafka_ts_ms", "bigint"))
@@ -108,6 +109,41 @@ class Chain:
                                                if job in WATERMARK_PER_RECORD else "")
         values["samples_in"] = (Path(jobs_dir) / "_samples_in.sql").read_text().format(**values)
         return (Path(jobs_dir) / f"{job}.sql").read_text().format(**values)
+
+
+    def definition(self, jobs_dir: str | Path) -> ChainDefinition:
+        """The demo chain as a :class:`~airflow_rtml.chain.ChainDefinition`: its nodes, what each reads and writes,
+        and the parameters a clone may change (``rtml experiment clone demo exp --set features.feature_window_minutes=20``).
+        Dataset and job names map to this chain's topics and jobs through :meth:`naming`; a test checks every node
+        against the placeholders of its SQL file, so the two cannot drift apart."""
+        jobs = Path(jobs_dir)
+        late = {"lateness_seconds": self.lateness_seconds}
+        return ChainDefinition(name="demo", root=jobs, sources=("impressions", "clicks"), nodes=[
+            Node("label_join", "stream", ("impressions", "clicks"), ("samples", "dead_letter", "late"),
+                 Path("label_join.sql"), {"attribution_minutes": self.attribution_minutes, **late},
+                 "label-joins impressions with clicks into samples"),
+            Node("features", "stream", ("samples",), ("user_features", "item_features"), Path("features.sql"),
+                 {"feature_window_minutes": self.feature_window_minutes}, "real-time user and item CTR features"),
+            Node("evaluation", "stream", ("samples",), ("evaluation",), Path("evaluation.sql"), {},
+                 "CTR per bucket and event-time hour"),
+            Node("archive", "stream", ("impressions", "clicks", "samples"),
+                 ("impressions_archive", "clicks_archive", "samples_archive", "archive_late"), Path("archive.sql"),
+                 late, "hourly Hive partitions of the streams"),
+            Node("offline_features", "batch", ("samples_archive",), ("offline_user_features", "offline_item_features"),
+                 Path("offline_features.py"), {}, "Spark: 24 h / 7 d counts per hour"),
+            Node("sample_features", "stream",
+                 ("samples", "user_features", "item_features", "offline_user_features", "offline_item_features"),
+                 ("training_samples", "training_samples_archive"), Path("sample_features.sql"), {},
+                 "point-in-time join of samples with real-time and offline features"),
+            Node("training", "train", ("training_samples_archive",), ("model",), "airflow_rtml.demo.training", {},
+                 "one model version per closed hour"),
+            Node("evaluation_report", "evaluate", ("evaluation",), ("ctr_report",), "airflow_rtml.demo.evaluation",
+                 {}, "the hour's CTR per bucket"),
+        ])
+
+    def naming(self) -> Naming:
+        """Logical dataset and node names → this chain's topics and Flink job names."""
+        return Naming(self.prefix, self.job_prefix)
 
 
 def connector_jar() -> str:

@@ -1,4 +1,5 @@
-"""The ``rtml`` command line: ``rtml local install | up | status | down | env``; ``rtml progress relay | publish``."""
+"""The ``rtml`` command line: ``rtml local install | up | status | down | env``; ``rtml progress relay | publish``;
+``rtml experiment clone | list | show | stop``; ``rtml backfill verify``; ``rtml demo``."""
 
 from __future__ import annotations
 
@@ -98,6 +99,118 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
     for key, value in airflow_env(StackConfig.from_env()).items():
         print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _registry(args: argparse.Namespace):
+    from airflow_rtml.chain import ExperimentRegistry
+
+    import os
+
+    return ExperimentRegistry(args.registry or os.environ.get("RTML_EXPERIMENTS")
+                              or StackConfig.from_env().home / "experiments.json")
+
+
+def _base_plans(registry):
+    """Chain name → plan: the built-in chains (the demo) and every registered experiment."""
+    from airflow_rtml.chain import plan_chain
+    from airflow_rtml.demo.chain import Chain
+
+    demo = Chain()
+    builtin = {"demo": plan_chain(demo.definition(StackConfig.from_env().dags_folder / "jobs" / "demo"), demo.naming())}
+    return builtin, registry.chains()
+
+
+def _resolve_plan(name: str, registry):
+    """The plan of chain ``name``: built in, or rebuilt from its registered base and sets (fingerprints checked)."""
+    from airflow_rtml.chain import clone
+    from airflow_rtml.exceptions import ChainError, ChainNotFound
+
+    builtin, registered = _base_plans(registry)
+    if name in builtin:
+        return builtin[name]
+    if name not in registered:
+        raise ChainNotFound(f"No chain {name!r}: built in are {sorted(builtin)}, registered are "
+                            f"{sorted(registered) or 'none'}. To fix this, clone one: rtml experiment clone demo {name}")
+    entry = registered[name]
+    plan = clone(_resolve_plan(entry["base"], registry), name, entry["sets"])
+    if plan.to_json()["instances"] != entry["instances"]:
+        raise ChainError(f"Chain {name!r} is registered with other nodes than its definition gives today (a node's "
+                         f"code or its base changed since the clone). To fix this, stop it and clone it again.")
+    return plan
+
+
+def _print_plan(plan, users: dict[str, list[str]] | None = None) -> None:
+    print(f"chain {plan.name}" + (f" (cloned from {plan.base})" if plan.base else ""))
+    for n in plan.definition.order:
+        inst = plan.instances[n]
+        how = "new" if inst.owner == plan.name else f"shared with {inst.owner}"
+        ident = inst.job_name or "batch"
+        used = f"; used by {', '.join(users[inst.key])}" if users and inst.key in users else ""
+        print(f"  {n:<20} {inst.kind.value:<8} {how:<24} {ident}{used}")
+        for d, phys in inst.outputs.items():
+            print(f"      -> {d}: {phys}")
+
+
+def _cmd_experiment_clone(args: argparse.Namespace) -> int:
+    from airflow_rtml.chain import clone
+
+    registry = _registry(args)
+    base = _resolve_plan(args.base, registry)
+    builtin, _ = _base_plans(registry)
+    if base.name in builtin and base.name not in registry.chains():
+        registry.register(base)  # a built-in base is tracked from its first clone on
+    plan = clone(base, args.name, args.set or [])
+    written = registry.register(plan)
+    _print_plan(plan, registry.users())
+    print(("registered" if written else "already registered (nothing changed)")
+          + f" in {registry.path}: {len(plan.owned)} new node(s), {len(plan.shared)} shared")
+    return 0
+
+
+def _cmd_experiment_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    users = registry.users()
+    chains = registry.chains()
+    if not chains:
+        print(f"no chains registered in {registry.path}")
+        return 0
+    for name, entry in sorted(chains.items()):
+        own = [n for n in entry["order"] if entry["instances"][n]["owner"] == name]
+        print(f"{name}: base {entry['base'] or '-'}, {len(own)} own node(s) of {len(entry['order'])}, sets "
+              f"{json.dumps(entry['sets'], sort_keys=True)}")
+    print("instances in use:")
+    for key, chains_using in sorted(users.items()):
+        print(f"  {key:<36} {', '.join(chains_using)}")
+    return 0
+
+
+def _cmd_experiment_show(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    _print_plan(_resolve_plan(args.name, registry), registry.users())
+    return 0
+
+
+def _cmd_experiment_stop(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    stop = registry.to_stop(args.name)
+    jobs = [i["job_name"] for i in stop if i["job_name"]]
+    if jobs and not args.dry_run:
+        from airflow_rtml.hooks.flink import FlinkRestHook
+
+        hook = FlinkRestHook(flink_conn_id=args.flink_conn_id)
+        for name in jobs:
+            for job in hook.find_jobs_by_name(name):
+                if not job.state.is_terminal:
+                    print(f"cancelling {name} ({job.job_id})")
+                    hook.cancel_job(job.job_id)
+    kept = sorted({i["key"] for i in registry.get(args.name)["instances"].values()} - {i["key"] for i in stop})
+    if args.dry_run:
+        print(f"would stop {[i['key'] for i in stop]}; kept (used by other chains): {kept}")
+        return 0
+    registry.forget(args.name)
+    print(f"stopped {args.name}: {len(stop)} node(s) only it used ({len(jobs)} Flink job(s)); kept, used by other "
+          f"chains: {kept or 'none'}")
     return 0
 
 
@@ -226,6 +339,25 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     ver.add_argument("--json", help="also write the report as JSON to this file")
 
+    exp = sub.add_parser("experiment", help="clone a chain, sharing its unchanged nodes; list and stop clones",
+                         description="A clone changes node parameters (--set node.param=value). A node whose "
+                                     "definition and inputs are unchanged is shared: the clone reads its outputs "
+                                     "and no second job runs. See docs/experiments.md.")
+    esub = exp.add_subparsers(dest="command", required=True)
+    ecl = esub.add_parser("clone", help="clone chain BASE as experiment NAME (retry-safe)")
+    ecl.add_argument("base", help="the chain to clone: demo, or a registered experiment")
+    ecl.add_argument("name", help="the experiment's name (lower-case letters, digits, _)")
+    ecl.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE", help="a changed parameter (repeat)")
+    esub.add_parser("list", help="registered chains and which chains use each node instance")
+    esh = esub.add_parser("show", help="one chain's nodes: new or shared, job and output names")
+    esh.add_argument("name")
+    est = esub.add_parser("stop", help="stop what only this chain uses (its Flink jobs) and forget it (retry-safe)")
+    est.add_argument("name")
+    est.add_argument("--dry-run", action="store_true", help="only say what would be stopped and what is kept")
+    est.add_argument("--flink-conn-id", default="flink_default", help="the flink_rest connection of the cluster")
+    for p in (ecl, esub.choices["list"], esh, est):
+        p.add_argument("--registry", help="the registry file (default $RTML_EXPERIMENTS or .rtml/experiments.json)")
+
     demo = sub.add_parser("demo", help="run the real-time ML chain end to end on the local stack",
                           description="Starts the stack and the chain, plays the synthetic source, prints a summary.")
     demo.add_argument("--hours", type=int, default=3, help="event-time hours to run (default 3)")
@@ -244,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"install": _cmd_install, "up": _cmd_up, "status": _cmd_status, "down": _cmd_down, "env": _cmd_env,
                 "relay": _cmd_relay, "publish": _cmd_publish, "verify": _cmd_backfill_verify}
+    if args.group == "experiment":
+        handlers = {"clone": _cmd_experiment_clone, "list": _cmd_experiment_list, "show": _cmd_experiment_show,
+                    "stop": _cmd_experiment_stop}
     if args.group == "demo":
         handlers = {None: _cmd_demo}
         args.command = None

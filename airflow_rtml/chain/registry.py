@@ -1,0 +1,114 @@
+"""Which chains use which node instances: the reference tracking behind ``rtml experiment list`` and ``stop``.
+
+A JSON file (one per deployment; the local stack keeps it under ``.rtml/``) holds every registered chain's plan.
+An instance (a node as it runs: its owner and name) is *in use* while any registered chain lists it; stopping a
+chain stops only the instances no other chain uses. Every change is made under an exclusive file lock and written
+atomically (a temporary file, then a rename), so two ``rtml`` commands never lose each other's entries and a crash
+never leaves half a file.
+
+Retry-safe: registering a plan that is already registered with the same fingerprints changes nothing; stopping is
+two steps (:meth:`ExperimentRegistry.to_stop` says what only this chain uses, :meth:`ExperimentRegistry.forget`
+drops the entry once that is stopped), so a stop that died half-way is completed by running it again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from airflow_rtml.chain.clone import ChainPlan
+from airflow_rtml.exceptions import ChainError, ChainNotFound
+
+_VERSION = 1
+
+
+class ExperimentRegistry:
+    """The registered chains (bases and experiments) of one deployment, in the JSON file ``path``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------------ reading
+    def chains(self) -> dict[str, dict[str, Any]]:
+        """Chain name → its registered plan (``ChainPlan.to_json()``)."""
+        return self._read()["chains"]
+
+    def get(self, name: str) -> dict[str, Any]:
+        chains = self.chains()
+        if name not in chains:
+            raise ChainNotFound(f"No chain {name!r} is registered in {self.path}. Registered: {sorted(chains) or 'none'}.")
+        return chains[name]
+
+    def users(self) -> dict[str, list[str]]:
+        """Instance key (``owner/node``) → the chains using it, sorted."""
+        result: dict[str, list[str]] = {}
+        for chain, plan in sorted(self.chains().items()):
+            for inst in plan["instances"].values():
+                result.setdefault(inst["key"], []).append(chain)
+        return result
+
+    def to_stop(self, name: str) -> list[dict[str, Any]]:
+        """The instances of chain ``name`` that no other registered chain uses, downstream first (stop order)."""
+        plan = self.get(name)
+        users = self.users()
+        mine = [plan["instances"][n] for n in plan["order"] if users.get(plan["instances"][n]["key"]) == [name]]
+        return list(reversed(mine))
+
+    # ------------------------------------------------------------------ writing
+    def register(self, plan: ChainPlan) -> bool:
+        """Record ``plan``. Returns False when it is registered already with the same instances (a retry), True
+        when written. Raises :class:`~airflow_rtml.exceptions.ChainError` when a chain of that name is registered
+        with other instances (stop it first), or when its base is not registered."""
+        doc = plan.to_json()
+        with self._locked() as data:
+            chains = data["chains"]
+            old = chains.get(plan.name)
+            if old is not None:
+                if old["instances"] == doc["instances"]:
+                    return False
+                raise ChainError(
+                    f"Chain {plan.name!r} is registered already with other nodes or settings. To fix this, pick "
+                    f"another experiment name, or stop it first (rtml experiment stop {plan.name}).")
+            if plan.base is not None and plan.base not in chains:
+                raise ChainNotFound(
+                    f"Chain {plan.name!r} is cloned from {plan.base!r}, which is not registered in {self.path}. "
+                    f"Registered: {sorted(chains) or 'none'}.")
+            chains[plan.name] = doc
+            return True
+
+    def forget(self, name: str) -> None:
+        """Drop chain ``name`` (after its :meth:`to_stop` instances were stopped). Forgetting an unknown chain is a
+        no-op, so a retried stop completes."""
+        with self._locked() as data:
+            data["chains"].pop(name, None)
+
+    # ------------------------------------------------------------------ file
+    def _read(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {"version": _VERSION, "chains": {}}
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise ChainError(f"The experiment registry {self.path} is not valid JSON ({e}). To fix this, restore it "
+                             "from a backup or remove it (every chain must then be registered again).") from None
+        if not isinstance(data, dict) or not isinstance(data.get("chains"), dict):
+            raise ChainError(f"The experiment registry {self.path} has no 'chains' object: not a registry file.")
+        return data
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._read()
+            yield data
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, self.path)
