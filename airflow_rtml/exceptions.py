@@ -218,6 +218,15 @@ class ChainNotFound(ChainError):
     """No chain (base or experiment) of this name is defined or registered; the message lists the known ones."""
 
 
+class DataQualityError(RtmlError):
+    """A per-window data-quality check cannot run as asked."""
+
+
+class DataQualityConfigError(DataQualityError):
+    """A data-quality rule is misconfigured (an unknown column, a bad severity, duplicate names); the message
+    says how to fix it."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The error vocabulary, mapped once. A stream reader turns what went wrong into an error kind (exception ->
 # kind: :func:`error_kind`); a wait that ends on it carries the kind as its event's ``reason``; the task that

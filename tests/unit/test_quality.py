@@ -1,0 +1,138 @@
+"""Per-window data-quality rules, and the operator on real Parquet partitions: a committed window only, a blocking
+failure skips the window's downstream naming the rule, a warning only notifies, volume against earlier windows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from support import ti_context
+
+from airflow_rtml.exceptions import DataQualityConfigError, PartitionNotCommitted
+from airflow_rtml.offline.archive import SUCCESS_FILE, ArchiveTable, hour_values
+from airflow_rtml.quality import Check, MeanBetween, NullRatio, RowCount, ValueRange, VolumeVsBaseline, evaluate
+
+HOUR = 3_600_000
+H0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def samples(n: int, clicked: int, null_users: int = 0) -> pa.Table:
+    return pa.table({"user": [None] * null_users + [f"u{i}" for i in range(n - null_users)],
+                     "label": [1] * clicked + [0] * (n - clicked), "ts_ms": list(range(n))})
+
+
+def test_each_rule_measures_and_compares():
+    t = samples(100, clicked=10, null_users=5)
+    report = evaluate([RowCount(min_rows=50), NullRatio(column="user", max_ratio=0.01, severity="warn"),
+                       ValueRange(column="label", min=0, max=1), MeanBetween(column="label", min=0.05, max=0.2),
+                       Check(name="even", fn=lambda tb: tb.num_rows % 2 == 0)], t)
+    by = {r.rule: r for r in report.results}
+    assert by["row_count"].passed and by["row_count"].value == 100
+    assert not by["null_ratio(user)"].passed and by["null_ratio(user)"].value == 0.05
+    assert by["value_range(label)"].passed and by["mean(label)"].value == 0.1
+    assert by["even"].passed
+    assert report.blocked == [] and report.warnings == ["null_ratio(user)"]
+
+
+def test_volume_against_the_median_of_earlier_windows():
+    rule = VolumeVsBaseline(min_ratio=0.7, windows=3)
+    assert evaluate([rule], samples(50, 5), [100, 100]).results[0].passed  # no baseline yet (2 < 3)
+    low = evaluate([rule], samples(50, 5), [90, 100, 110, 1000]).results[0]  # median of the last 3 = 110
+    assert not low.passed and low.value == round(50 / 110, 4) and "baseline 110" in low.message
+    assert evaluate([rule], samples(100, 5), [90, 100, 110]).results[0].passed
+
+
+def test_a_users_rule_that_raises_fails_alone():
+    report = evaluate([Check(name="boom", fn=lambda tb: 1 / 0), RowCount(min_rows=1)], samples(3, 1))
+    assert [r.passed for r in report.results] == [False, True]
+    assert "ZeroDivisionError" in report.results[0].message
+
+
+def test_bad_rules_are_refused_with_the_fix():
+    with pytest.raises(DataQualityConfigError, match="no column 'nope'"):
+        evaluate([NullRatio(column="nope")], samples(3, 1))
+    with pytest.raises(DataQualityConfigError, match="appear twice"):
+        evaluate([RowCount(min_rows=1), RowCount(max_rows=5)], samples(3, 1))
+    with pytest.raises(DataQualityConfigError, match="severity"):
+        RowCount(min_rows=1, severity="fatal")
+    with pytest.raises(DataQualityConfigError, match="name= and fn="):
+        Check(fn=lambda tb: True)
+
+
+# --------------------------------------------------------------------------- the operator on real partitions
+def _table(tmp_path) -> ArchiveTable:
+    return ArchiveTable("demo", "samples", str(tmp_path / "samples"), (("user", "string"), ("label", "int"),
+                                                                        ("ts_ms", "bigint")))
+
+
+def _write(table: ArchiveTable, start_ms: int, rows: pa.Table, committed: bool = True) -> None:
+    d = table.partition_dir(hour_values(start_ms))
+    d.mkdir(parents=True, exist_ok=True)
+    pq.write_table(rows, d / "part-0.parquet")
+    if committed:
+        (d / SUCCESS_FILE).touch()
+
+
+def _iso(ms: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def _operator(table, **kw):
+    from airflow_rtml.operators.quality import WindowQualityCheckOperator
+
+    return WindowQualityCheckOperator(task_id="dqc", table=table, commit_timeout=0.5, **kw)
+
+
+def test_a_blocking_failure_skips_the_window_naming_the_rule_and_notifies(tmp_path):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    table = _table(tmp_path)
+    for k in range(3):
+        _write(table, H0 + k * HOUR, samples(100, 10))
+    _write(table, H0 + 3 * HOUR, samples(100, 4))  # half the clicks dropped at the source
+    seen = []
+    rules = [VolumeVsBaseline(min_ratio=0.5, windows=3),
+             MeanBetween(column="label", min=0.07, name="label_join_rate")]
+    op = _operator(table, rules=rules, partition_key=_iso(H0 + 3 * HOUR), notifiers=[seen.append])
+    ctx = ti_context("dqc")
+    with pytest.raises(AirflowSkipException, match=r"blocked by data-quality rule\(s\) label_join_rate: "
+                                                   r"label_join_rate \(block\) failed: mean 0.0400"):
+        op.execute(ctx)
+    assert ctx["ti"].xcoms["dqc"]["blocked"] == ["label_join_rate"]
+    assert len(seen) == 1 and seen[0]["dqc"]["blocked"] == ["label_join_rate"]
+    # every other hour passes: only the anomalous window is blocked
+    for k in range(1, 3):
+        ok = _operator(table, rules=rules, partition_key=_iso(H0 + k * HOUR)).execute(ti_context("dqc"))
+        assert ok["blocked"] == [] and ok["rows"] == 100
+
+
+def test_a_warning_only_notifies(tmp_path):
+    table = _table(tmp_path)
+    _write(table, H0, samples(10, 1, null_users=2))
+    seen = []
+    result = _operator(table, rules=[NullRatio(column="user", max_ratio=0.1, severity="warn")],
+                       partition_key=_iso(H0), notifiers=[seen.append]).execute(ti_context("dqc"))
+    assert result["warnings"] == ["null_ratio(user)"] and result["blocked"] == [] and len(seen) == 1
+
+
+def test_an_uncommitted_window_is_never_checked(tmp_path):
+    table = _table(tmp_path)
+    _write(table, H0, samples(10, 1), committed=False)
+    with pytest.raises(PartitionNotCommitted, match="no _SUCCESS"):
+        _operator(table, rules=[RowCount(min_rows=1)], partition_key=_iso(H0)).execute(ti_context("dqc"))
+
+
+def test_duplicate_rule_names_fail_when_the_dag_is_parsed(tmp_path):
+    with pytest.raises(DataQualityConfigError):
+        _operator(_table(tmp_path), rules=[RowCount(min_rows=1), RowCount(max_rows=2)])
+
+
+def test_the_rules_import_no_airflow():
+    code = ("import sys, airflow_rtml.quality; bad = [m for m in sys.modules if m.split('.')[0] == 'airflow']; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
