@@ -67,8 +67,10 @@ def _triggerer_back(stack, victim: psutil.Process, children: list[psutil.Process
     port = stack.cfg.ports.airflow_triggerer_logs
     holder = wait_for(f"a log server of the new triggerer on {port}", lambda: listening_pid(port), 60, 0.5)
     assert holder in {c.pid for c in new.children(recursive=True)} | {new.pid}, (holder, new.pid)
-    row = next(r for r in stack.status() if r.name == svc.name)
-    assert row.restarts >= 1 and row.healthy, row
+    # The supervisor marks the service healthy again on its next pass (once a second, after its health check).
+    row = wait_for("status to report the triggerer healthy again",
+                   lambda: (r := next(r for r in stack.status() if r.name == svc.name)).healthy and r, 60, 0.5)
+    assert row.restarts >= 1, row
     return new
 
 
