@@ -14,7 +14,7 @@ $(VENV)/.rtml-installed: pyproject.toml constraints/airflow.txt
 	@echo "[make] creating $(VENV) and installing airflow-rtml with Airflow (pinned: constraints/airflow.txt)"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade "pip>=24"
-	$(VENV)/bin/pip install --quiet -c constraints/airflow.txt -e '.[test,demo,offline]'
+	$(VENV)/bin/pip install --quiet -c constraints/airflow.txt -e '.[test,demo,offline,postgres]'
 	@touch $@
 
 ## demo: install everything, bring the embedded stack up and run the real-time ML chain (3 event-time hours)

@@ -45,12 +45,33 @@ def _cmd_backfill_verify(args: argparse.Namespace) -> int:
     return 0 if report.equal else 1
 
 
+def _choose_db(db: str, progress) -> StackConfig:
+    """``up --db X``: keep the choice in the stack's settings; refused while Airflow runs on the other database."""
+    from dataclasses import replace
+
+    from airflow_rtml.local.stack import AirflowComponent, LocalStack, StackError
+
+    current = StackConfig.from_env()
+    if current.airflow_db != db:
+        stack = LocalStack(current)
+        running = [s.name for s in stack.services if isinstance(s, AirflowComponent) and stack.process_of(s)]
+        if running:
+            raise StackError(f"Airflow runs on {current.airflow_db} ({', '.join(running)}). To fix this, stop the "
+                             f"stack first (rtml local down), then rtml local up --db {db}.")
+        progress(f"airflow: metadata database {current.airflow_db} -> {db} (kept in {current.settings_file}; the "
+                 f"{current.airflow_db} data stays, a new {db} database starts empty)")
+    cfg = replace(current, airflow_db=db)
+    cfg.save_settings()
+    return cfg
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from airflow_rtml.local.stack import LocalStack
 
     progress = _progress_printer()
     t0 = time.monotonic()
-    stack = LocalStack(progress=progress)
+    cfg = _choose_db(args.db, progress) if args.db else StackConfig.from_env()
+    stack = LocalStack(cfg, progress=progress)
     started = stack.up(install=not args.no_install)
     verb = "started " + ", ".join(s.name for s in started) if started else "everything was already up"
     progress(f"local stack up in {time.monotonic() - t0:.1f}s ({verb})")
@@ -290,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     lsub.add_parser("install", help="install the Flink venv, the Flink Kafka connector and the Kafka broker jars")
     up = lsub.add_parser("up", help="install if needed, start everything, wait until healthy (idempotent)")
     up.add_argument("--no-install", action="store_true", help="fail instead of installing missing pieces")
+    up.add_argument("--db", choices=("sqlite", "postgres"),
+                    help="Airflow's metadata database, kept for later commands. Default: the last choice; else "
+                         "postgres where Debian's PostgreSQL is installed (or root can apt-get it), started on "
+                         "127.0.0.1:5433; else sqlite")
     lsub.add_parser("status", help="state (healthy / degraded / starting / down), restarts, PID and memory of each "
                                     "service (exit 1 unless all healthy)")
     lsub.add_parser("down", help="stop exactly the processes this stack started; data is kept")

@@ -6,6 +6,7 @@ state folder, ``$RTML_HOME`` (default: ``.rtml`` in the current directory), whic
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -28,6 +29,41 @@ FLINK_PARQUET_FORMAT = "org.apache.flink:flink-sql-parquet:2.3.0"
 SPARK_VERSION = "4.3.0"
 
 HOST = "127.0.0.1"
+#: The metadata databases the local stack can run Airflow on.
+AIRFLOW_DBS = ("sqlite", "postgres")
+
+
+def postgres_bin_dir() -> Path | None:
+    """The folder of Debian's PostgreSQL server binaries (``postgres``, ``initdb``), newest major first; or None."""
+    import subprocess
+
+    found = shutil.which("pg_config")
+    if found:
+        done = subprocess.run([found, "--bindir"], capture_output=True, text=True)
+        candidate = Path(done.stdout.strip())
+        if done.returncode == 0 and (candidate / "postgres").exists():
+            return candidate
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+                      key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    return versions[-1].parent if versions else None
+
+
+def default_airflow_db(home: Path) -> str:
+    """``postgres`` where PostgreSQL is installed or can be (root with apt-get); ``sqlite`` otherwise, and for a
+    state folder that already holds a SQLite metadata DB from before this choice existed (its history stays)."""
+    if (home / "airflow" / "airflow.db").exists():
+        return "sqlite"
+    if postgres_bin_dir() is not None or (os.geteuid() == 0 and shutil.which("apt-get")):
+        return "postgres"
+    return "sqlite"
+
+
+def _saved_settings(home: Path) -> dict:
+    try:
+        data = json.loads((home / "settings.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -44,6 +80,7 @@ class Ports:
     airflow_worker_logs: int = 8793
     airflow_triggerer_logs: int = 8794
     hive_metastore: int = 9083
+    postgres: int = 5433  # Airflow's metadata DB with ``--db postgres`` (5433: a system PostgreSQL keeps 5432)
 
 
 @dataclass(frozen=True)
@@ -54,14 +91,37 @@ class StackConfig:
     project_dir: Path
     dags_folder: Path
     ports: Ports = Ports()
+    #: Airflow's metadata database: ``postgres`` (a PostgreSQL server the stack starts on 127.0.0.1, from Debian's
+    #: package) or ``sqlite`` (a file). Chosen by ``rtml local up --db`` and kept in ``settings.json``; without a
+    #: choice, :func:`default_airflow_db`.
+    airflow_db: str = "sqlite"
 
     @classmethod
     def from_env(cls) -> StackConfig:
-        """Read ``RTML_HOME``, ``RTML_PROJECT_DIR`` and ``RTML_DAGS_FOLDER`` (all optional)."""
+        """Read ``RTML_HOME``, ``RTML_PROJECT_DIR``, ``RTML_DAGS_FOLDER`` and ``RTML_AIRFLOW_DB`` (all optional;
+        without ``RTML_AIRFLOW_DB`` the database is the one the last ``rtml local up --db`` chose)."""
         project = Path(os.environ.get("RTML_PROJECT_DIR") or Path.cwd()).resolve()
         home = Path(os.environ.get("RTML_HOME") or project / ".rtml").resolve()
         dags = Path(os.environ.get("RTML_DAGS_FOLDER") or project / "dags").resolve()
-        return cls(home=home, project_dir=project, dags_folder=dags)
+        db = os.environ.get("RTML_AIRFLOW_DB") or _saved_settings(home).get("airflow_db") or default_airflow_db(home)
+        if db not in AIRFLOW_DBS:
+            raise ValueError(f"RTML_AIRFLOW_DB / --db must be one of {AIRFLOW_DBS}, got {db!r}")
+        return cls(home=home, project_dir=project, dags_folder=dags, airflow_db=db)
+
+    @property
+    def settings_file(self) -> Path:
+        """Choices that outlive one command (the metadata database), as JSON."""
+        return self.home / "settings.json"
+
+    def save_settings(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.settings_file.write_text(json.dumps({"airflow_db": self.airflow_db}, indent=2) + "\n")
+
+    @property
+    def postgres_dir(self) -> Path:
+        """The PostgreSQL data folder (``--db postgres``). When the stack runs as root, PostgreSQL (which refuses to
+        run as root) runs as the ``postgres`` user, and this is a link to a folder that user can reach."""
+        return self.home / "postgres"
 
     # --- downloads (kept across `down`; a second `up` downloads nothing) ---
     @property

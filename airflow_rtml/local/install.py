@@ -188,9 +188,39 @@ def ensure_metastore_launcher(cfg: StackConfig, progress: Progress) -> bool:
     return True
 
 
+def ensure_postgres(cfg: StackConfig, progress: Progress) -> None:
+    """With ``--db postgres``: Debian's PostgreSQL server package, installed with apt-get when missing (as root);
+    otherwise an error that says how to install it. The Python drivers come with ``make bootstrap``."""
+    if cfg.airflow_db != "postgres":
+        return
+    from airflow_rtml.local.config import postgres_bin_dir
+
+    if postgres_bin_dir() is None:
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise InstallError("--db postgres needs Debian's PostgreSQL server. To fix this, run "
+                               "`sudo apt-get install -y postgresql`, or use --db sqlite.")
+        progress("postgres: installing Debian's postgresql package (apt-get, first time: ~30 s)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                                                     "postgresql"]):
+            done = subprocess.run(argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+            if done.returncode != 0:
+                raise InstallError(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        if postgres_bin_dir() is None:
+            raise InstallError("apt-get installed postgresql, but no server binaries were found under "
+                               "/usr/lib/postgresql/*/bin")
+    for module, package in (("psycopg2", "psycopg2-binary"), ("asyncpg", "asyncpg")):
+        try:
+            __import__(module)
+        except ImportError:
+            raise InstallError(f"--db postgres needs the Python package {package} in the project venv. To fix "
+                               "this, run `make bootstrap` (it installs the postgres extra).") from None
+
+
 def install_all(cfg: StackConfig, progress: Progress) -> None:
     """Install everything the stack needs; a no-op (and no download) when all of it is already there."""
     java_home()  # fail early, with the fix, when Java is missing
+    ensure_postgres(cfg, progress)
     ensure_flink_venv(cfg, progress)
     ensure_kafka_connector(cfg, progress)
     ensure_sql_gateway(cfg, progress)

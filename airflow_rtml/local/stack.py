@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,7 +38,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from airflow_rtml.local.config import HOST, StackConfig, java_home
+from airflow_rtml.local.config import HOST, StackConfig, java_home, postgres_bin_dir
 from airflow_rtml.local.install import install_all
 
 Progress = Callable[[str], None]
@@ -457,6 +458,112 @@ class HiveMetastore(Service):
         return [f"Hive metastore (Thrift): {self.cfg.hive_metastore_uri}; warehouse {self.cfg.warehouse_dir}"]
 
 
+class PostgresServer(Service):
+    """PostgreSQL (Debian's package) as Airflow's metadata database, on 127.0.0.1:5433 (``rtml local up --db
+    postgres``).
+
+    Its data folder is made once with ``initdb`` (trust authentication on loopback only, user ``airflow``). As root
+    (PostgreSQL refuses to run as root) the server runs as the ``postgres`` system user, its data in a folder that
+    user can reach (``/var/tmp/rtml-postgres-<id>``, linked from ``.rtml/postgres``). SIGINT is PostgreSQL's fast
+    shutdown: open sessions are ended, nothing committed is lost.
+    """
+
+    name = "postgres"
+    startup_timeout = 60.0
+    stop_signal = signal.SIGINT
+    user = "airflow"
+    database = "airflow"
+
+    def __init__(self, cfg: StackConfig):
+        super().__init__(cfg)
+        self.ports = ((cfg.ports.postgres, "PostgreSQL (Airflow metadata DB)"),)
+
+    @property
+    def run_as(self) -> str | None:
+        return "postgres" if os.geteuid() == 0 else None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cfg.postgres_dir / "data"
+
+    def _bin(self, name: str) -> str:
+        bin_dir = postgres_bin_dir()
+        if bin_dir is None:
+            raise ServiceStartError(
+                "postgres: no PostgreSQL server binaries found (pg_config, /usr/lib/postgresql/*/bin). To fix this, "
+                "install Debian's package (apt-get install -y postgresql), or run the stack on SQLite (--db sqlite).")
+        return str(bin_dir / name)
+
+    def _as_owner(self, argv: list[str]) -> list[str]:
+        if self.run_as is None:
+            return argv
+        return ["setpriv", f"--reuid={self.run_as}", f"--regid={self.run_as}", "--init-groups", "--", *argv]
+
+    def prepare(self, progress: Progress) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        link = self.cfg.postgres_dir
+        if self.run_as is not None and not link.exists():
+            import hashlib
+            import pwd
+
+            owner = pwd.getpwnam(self.run_as)
+            real = Path("/var/tmp") / f"rtml-postgres-{hashlib.sha1(str(self.cfg.home).encode()).hexdigest()[:12]}"
+            real.mkdir(mode=0o700, exist_ok=True)
+            os.chown(real, owner.pw_uid, owner.pw_gid)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(real, target_is_directory=True)
+        link.mkdir(parents=True, exist_ok=True)
+        progress(f"{self.name}: initdb {self.data_dir} (first time)")
+        done = subprocess.run(
+            self._as_owner([self._bin("initdb"), "-D", str(self.data_dir), "-U", self.user, "--auth=trust",
+                            "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"]),
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd="/")
+        if done.returncode != 0:
+            raise ServiceStartError(f"{self.name}: initdb failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+
+    def command(self) -> list[str]:
+        return self._as_owner([
+            self._bin("postgres"), "-D", str(self.data_dir), "-c", f"listen_addresses={HOST}",
+            "-c", f"port={self.cfg.ports.postgres}", "-c", f"unix_socket_directories={self.data_dir}",
+            "-c", "shared_buffers=32MB", "-c", "max_connections=100",
+        ])
+
+    def _connect(self, dbname: str):
+        import psycopg2
+
+        return psycopg2.connect(host=HOST, port=self.cfg.ports.postgres, user=self.user, dbname=dbname,
+                                connect_timeout=2)
+
+    def health(self) -> tuple[bool, str]:
+        try:
+            with self._connect("postgres") as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+                exists = cur.fetchone() is not None
+        except Exception as exc:  # noqa: BLE001 - any client error means "not healthy yet"
+            return False, f"connect failed: {type(exc).__name__}: {str(exc).strip()[:120]}"
+        return True, f"accepting connections (database {self.database} {'ready' if exists else 'not created yet'})"
+
+    def ensure_database(self) -> None:
+        """Create Airflow's database once (``airflow db migrate`` then fills it); idempotent."""
+        conn = self._connect("postgres")
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            conn.close()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return f"postgresql+psycopg2://{self.user}@{HOST}:{self.cfg.ports.postgres}/{self.database}"
+
+    def urls(self) -> list[str]:
+        return [f"Airflow metadata DB (PostgreSQL): {self.sqlalchemy_url}"]
+
+
 def airflow_health(cfg: StackConfig) -> dict[str, dict] | None:
     """``GET /api/v2/monitor/health`` of the stack's Airflow: component -> its part of the answer (``status``,
     ``latest_<component>_heartbeat``), or None if no answer."""
@@ -620,7 +727,8 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "8",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{p.airflow_api}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{cfg.airflow_home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (PostgresServer(cfg).sqlalchemy_url if cfg.airflow_db == "postgres"
+                                                else f"sqlite:///{cfg.airflow_home / 'airflow.db'}"),
         "AIRFLOW__API__HOST": HOST,
         "AIRFLOW__API__PORT": str(p.airflow_api),
         "AIRFLOW__API__BASE_URL": cfg.airflow_url,
@@ -690,6 +798,7 @@ class LocalStack:
         self.cfg = cfg or StackConfig.from_env()
         self.progress: Progress = progress or (lambda msg: None)
         self.services: list[Service] = [
+            *([PostgresServer(self.cfg)] if self.cfg.airflow_db == "postgres" else []),
             FlinkJobManager(self.cfg),
             FlinkTaskManager(self.cfg),
             FlinkSqlGateway(self.cfg),
@@ -770,10 +879,19 @@ class LocalStack:
 
         started: list[Service] = []
         try:
+            database = next((s for s in self.services if isinstance(s, PostgresServer)), None)
+            if database in to_start:  # Airflow's metadata DB first: `airflow db migrate` needs it
+                database.prepare(self.progress)
+                popen = self._spawn(database)
+                started.append(database)
+                self.progress(f"{database.name}: started (pid {popen.pid}, log {database.log_file})")
+                self._wait_healthy(database)
             if any(isinstance(s, AirflowComponent) for s in to_start):
+                if database is not None:
+                    database.ensure_database()
                 migrate_airflow_db(self.cfg, self.progress)
             for svc in to_start:
-                if svc is supervisor:
+                if svc is supervisor or svc is database:
                     continue
                 svc.prepare(self.progress)
                 popen = self._spawn(svc)
