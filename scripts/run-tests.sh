@@ -8,7 +8,7 @@ VENV=.venv
 "$VENV/bin/rtml" local up || { echo "run-tests: the local stack did not come up (see above)"; "$VENV/bin/rtml" local down; exit 1; }
 trap '"$VENV/bin/rtml" local down' EXIT
 
-"$VENV/bin/python" -m pytest tests "$@"
+"$VENV/bin/python" -m pytest tests --durations=25 "$@"
 rc=$?
 case $rc in
   0) echo "run-tests: all tests passed" ;;

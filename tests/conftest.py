@@ -17,7 +17,7 @@ from airflow_rtml.local.stack import LocalStack  # noqa: E402
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "tests/integration" in str(item.fspath) or "tests/system" in str(item.fspath):
+        if any(f"tests/{suite}" in str(item.fspath) for suite in ("integration", "system", "faults")):
             item.add_marker(pytest.mark.integration)
 
 

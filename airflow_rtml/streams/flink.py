@@ -320,6 +320,18 @@ class FlinkStreamReader:
             raise FlinkApiError(f"Flink's /jobs/overview entry of job {job_id} cannot be read ({bad.why}); waits on "
                                 "this job cannot go on.")
         job = next((j for j in overview.jobs if j.job_id == job_id), None)
+        if job is None and self.fixed_job_id is None:
+            # By name, the job followed so far is gone from the cluster (a JobManager without HA restarted empty, or
+            # its history expired): follow the name again. A newer job of the name is followed (its own attempt:
+            # a crossing of the old one never counts for it); none is a missing job (job_missing_timeout).
+            self._job_id = out["job_id"] = None
+            job = resolve_job_name(overview.jobs, self.job_name)
+            if job is None:
+                raise FlinkJobNotFound(
+                    f"No Flink job is named {self.job_name!r} any more (job {job_id} is gone from the cluster). To "
+                    "fix this, submit the job again (a FlinkSubmitJobOperator retry does), or check the name.",
+                    job_name=self.job_name)
+            job_id = out["job_id"] = self._job_id = job.job_id
         if job is None:
             raise FlinkJobNotFound(
                 f"Flink has no job {job_id}. To fix this, check the job id (it changes on every submit: wait "
