@@ -7,8 +7,10 @@ a target; the benchmark then produces the one Kafka record whose event time move
 would write today (reschedule-mode ``PythonSensor``, default 60 s poke interval) run side by side on the same
 job, the same stack and the same machine.
 
-Usage: ``.venv/bin/python benchmarks/signal_latency.py [--crossings 20] [--reporter-crossings 20] [--peer-crossings 6]``
-(brings the local stack up if needed; leaves it up). Writes ``benchmarks/results/signal_latency.json``.
+Usage: ``.venv/bin/python benchmarks/signal_latency.py [--crossings 20] [--reporter-crossings 20] [--peer-crossings 6]
+[--out signal_latency.json]`` (brings the local stack up if needed, on the metadata DB it was last started with;
+leaves it up). Writes ``benchmarks/results/<out>``. The scheduler's idle sleep is Airflow's
+``AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME`` as exported when the stack was started (default 1 s).
 """
 
 from __future__ import annotations
@@ -81,12 +83,22 @@ def summary(values: list[float]) -> dict | None:
             "min_s": round(min(values), 2), "max_s": round(max(values), 2)}
 
 
+def scheduler_idle_sleep(stack: LocalStack) -> float:
+    """The running scheduler's ``[scheduler] scheduler_idle_sleep_time`` (its environment; Airflow's default 1 s)."""
+    proc = stack.process_of(stack.service("airflow-scheduler"))
+    env = proc.environ() if proc is not None else {}
+    return float(env.get("AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "1"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--crossings", type=int, default=20)
     ap.add_argument("--peer-crossings", type=int, default=6)
     ap.add_argument("--reporter-crossings", type=int, default=20,
                     help="crossings for ours on the TaskManager-reporter watermark source (0: skip)")
+    ap.add_argument("--out", default="signal_latency.json",
+                    help="result file under benchmarks/results/ (e.g. signal_latency.postgres.json for a run on "
+                         "`rtml local up --db postgres`)")
     args = ap.parse_args()
 
     stack = LocalStack(progress=log)
@@ -152,14 +164,15 @@ def main() -> int:
                     "python": platform.python_version(), "loadavg_1m_start": round(load_start[0], 2),
                     "loadavg_1m_end": round(os.getloadavg()[0], 2)},
         "settings": {"flink_metrics_refresh_s": 1, "ours_poll_interval_s": 0.5, "peer_poke_interval_s": 60,
-                     "executor": "LocalExecutor", "database": "SQLite"},
+                     "executor": "LocalExecutor", "database": stack.cfg.airflow_db,
+                     "scheduler_idle_sleep_time_s": scheduler_idle_sleep(stack)},
         "ours_StreamWatermarkSensor_deferrable": summary(ours),
         "ours_reporter_source": summary(ours_reporter),
         "peer_PythonSensor_reschedule_60s": summary(peer),
         "samples_s": {"ours": [round(v, 2) for v in ours], "ours_reporter": [round(v, 2) for v in ours_reporter],
                       "peer": [round(v, 2) for v in peer]},
     }
-    out = ROOT / "benchmarks" / "results" / "signal_latency.json"
+    out = ROOT / "benchmarks" / "results" / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"ours {result['ours_StreamWatermarkSensor_deferrable']}; reporter source {result['ours_reporter_source']}; "
