@@ -201,8 +201,12 @@ def partition_visible(api: AirflowApi, chain: Chain, since: str) -> dict[str, fl
 
 
 def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: int = 7,
-             progress: Callable[[str], None] = print, timeout_s: float | None = None, backfill_hours: int = 0) -> dict:
+             progress: Callable[[str], None] = print, timeout_s: float | None = None, backfill_hours: int = 0,
+             on_summary: Callable[[dict], None] | None = None) -> dict:
     """Run the chain for ``hours`` event-time hours; return the summary (also printed by the CLI).
+
+    ``on_summary`` gets the summary as soon as it is complete, before what the demo started is stopped (the CLI
+    prints it then, so the reader does not wait for the teardown).
 
     ``backfill_hours``: then replay the first that many archived hours through the live feature SQL (DAG
     ``feature_backfill``) and check the result equals the live job's output row for row (``summary["backfill"]``).
@@ -264,6 +268,9 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
         if backfill_hours:
             summary["backfill"] = run_backfill(api, source_cfg.start_ms, min(backfill_hours, hours), progress)
         summary["wall_seconds"] = round(time.monotonic() - t0, 1)
+        summary["stack_stops_now"] = bool(started) and not keep
+        if on_summary is not None:
+            on_summary(summary)
     finally:
         if not keep:
             for dag in CONTINUOUS:
@@ -438,4 +445,6 @@ def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
         for sink, r in b["reports"].items():
             out(f"  {sink}: {r['matched']} rows matched, missing {r['missing']}, extra {r['extra']}, mismatches "
                 + ", ".join(f"{n} {m}" for n, m in r["mismatch"].items()))
-    out(f"reports: {s['reports_dir']}   Airflow UI: {s['airflow_ui']} (DAGs tagged 'demo')")
+    ui = ("(stopping now with the stack: run with --keep to explore it)" if s.get("stack_stops_now")
+          else "(DAGs tagged 'demo')")
+    out(f"reports: {s['reports_dir']}   Airflow UI: {s['airflow_ui']} {ui}")

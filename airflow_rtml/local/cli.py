@@ -286,8 +286,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from airflow_rtml.demo.run import print_summary, run_demo
 
     summary = run_demo(hours=args.hours, keep=args.keep, speedup=args.speedup, seed=args.seed,
-                       progress=_progress_printer(), backfill_hours=args.backfill_hours)
-    print_summary(summary)
+                       progress=_progress_printer(), backfill_hours=args.backfill_hours,
+                       on_summary=print_summary)  # printed before the teardown, not after it
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     if not summary.get("truth_check", {}).get("ok"):
