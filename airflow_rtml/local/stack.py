@@ -484,7 +484,9 @@ class PostgresServer(Service):
 
     @property
     def data_dir(self) -> Path:
-        return self.cfg.postgres_dir / "data"
+        """The data folder by its real path: as root the link's own folder may be one the ``postgres`` user cannot
+        enter (a 0700 checkout under /tmp), so the server must be given the folder the link points to."""
+        return Path(os.path.realpath(self.cfg.postgres_dir)) / "data"
 
     def _bin(self, name: str) -> str:
         bin_dir = postgres_bin_dir()

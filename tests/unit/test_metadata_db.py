@@ -84,3 +84,14 @@ def test_switching_while_airflow_runs_is_refused_and_a_choice_is_saved(home, mon
     assert cli._choose_db("postgres", print).airflow_db == "postgres"
     assert StackConfig.from_env().airflow_db == "postgres"
     assert "sqlite -> postgres" in capsys.readouterr().out
+
+
+def test_the_server_gets_the_real_data_path_not_the_link(home, tmp_path):
+    """As root the data folder is a link into /var/tmp; the link's parents may be a 0700 checkout the postgres
+    user cannot enter (a CI clone under /tmp failed so), so initdb and the server get the link's target."""
+    target = tmp_path / "real"
+    target.mkdir()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "postgres").symlink_to(target, target_is_directory=True)
+    server = PostgresServer(dataclasses.replace(StackConfig.from_env(), airflow_db="postgres"))
+    assert server.data_dir == target.resolve() / "data"
