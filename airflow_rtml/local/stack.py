@@ -502,20 +502,12 @@ class PostgresServer(Service):
         return ["setpriv", f"--reuid={self.run_as}", f"--regid={self.run_as}", "--init-groups", "--", *argv]
 
     def prepare(self, progress: Progress) -> None:
+        if self.run_as is not None:
+            self._link_data_folder()
+        else:
+            self.cfg.postgres_dir.mkdir(parents=True, exist_ok=True)
         if (self.data_dir / "PG_VERSION").exists():
             return
-        link = self.cfg.postgres_dir
-        if self.run_as is not None and not link.exists():
-            import hashlib
-            import pwd
-
-            owner = pwd.getpwnam(self.run_as)
-            real = Path("/var/tmp") / f"rtml-postgres-{hashlib.sha1(str(self.cfg.home).encode()).hexdigest()[:12]}"
-            real.mkdir(mode=0o700, exist_ok=True)
-            os.chown(real, owner.pw_uid, owner.pw_gid)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(real, target_is_directory=True)
-        link.mkdir(parents=True, exist_ok=True)
         progress(f"{self.name}: initdb {self.data_dir} (first time)")
         done = subprocess.run(
             self._as_owner([self._bin("initdb"), "-D", str(self.data_dir), "-U", self.user, "--auth=trust",
@@ -524,10 +516,38 @@ class PostgresServer(Service):
         if done.returncode != 0:
             raise ServiceStartError(f"{self.name}: initdb failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
 
+    def _link_data_folder(self) -> None:
+        """As root: ``.rtml/postgres`` links to a folder of the ``postgres`` user under /var/tmp (made once; a
+        dangling link, e.g. after /var/tmp was cleaned, is made again). A path there that is not a plain folder of
+        root or that user (a planted link) is refused, never chowned."""
+        import hashlib
+        import pwd
+        import stat
+
+        link = self.cfg.postgres_dir
+        if link.exists():
+            return  # a live link, or a folder of an earlier non-root stack
+        if link.is_symlink():
+            link.unlink()
+        owner = pwd.getpwnam(self.run_as)
+        real = Path("/var/tmp") / f"rtml-postgres-{hashlib.sha1(str(self.cfg.home).encode()).hexdigest()[:12]}"
+        try:
+            real.mkdir(mode=0o700)
+        except FileExistsError:
+            st = os.lstat(real)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, owner.pw_uid):
+                raise ServiceStartError(
+                    f"{self.name}: {real} exists but is not a folder of root or {self.run_as}; refusing to use it. "
+                    f"To fix this, remove it (or set RTML_HOME to another state folder).") from None
+        os.chown(real, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(real, target_is_directory=True)
+
     def command(self) -> list[str]:
+        # TCP on loopback only: no Unix socket, whose path (the data folder's) may exceed the 107-byte limit.
         return self._as_owner([
             self._bin("postgres"), "-D", str(self.data_dir), "-c", f"listen_addresses={HOST}",
-            "-c", f"port={self.cfg.ports.postgres}", "-c", f"unix_socket_directories={self.data_dir}",
+            "-c", f"port={self.cfg.ports.postgres}", "-c", "unix_socket_directories=",
             "-c", "shared_buffers=32MB", "-c", "max_connections=100",
         ])
 
