@@ -154,6 +154,8 @@ def parse_sets(definition: ChainDefinition, assignments: Iterable[str]) -> dict[
         except ValueError:
             value = text
         current = node.params[param]
+        if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # 1 for a float parameter is 1.0: the same node, not a new one
         if current is not None and not _same_type(current, value):
             if isinstance(current, str):
                 value = text  # a string parameter takes the text as written ("20" stays "20")

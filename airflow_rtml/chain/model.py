@@ -69,8 +69,9 @@ class Node:
     :param inputs: logical names of the datasets it reads.
     :param outputs: logical names of the datasets it writes (each dataset has one writer in a chain).
     :param code: what runs. A :class:`~pathlib.Path` (relative paths resolve against the chain's ``root``) is
-        identified by its file's bytes, so editing the SQL changes the node; a ``str`` is an identity as given
-        (a Python callable's dotted path, a jar's coordinates with its version).
+        identified by its file's bytes, so editing the SQL changes the node; several paths (a job's SQL and the
+        files it includes) by all of their bytes; a ``str`` is an identity as given (a Python callable's dotted
+        path, a jar's coordinates with its version).
     :param params: the node's parameters, JSON values. A clone changes them with ``--set node.param=value``; a
         parameter's type is fixed by its value here.
     :param description: one line for listings.
@@ -80,7 +81,7 @@ class Node:
     kind: NodeKind | str
     inputs: Sequence[str] = ()
     outputs: Sequence[str] = ()
-    code: Path | str | None = None
+    code: Path | str | Sequence[Path] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -94,6 +95,11 @@ class Node:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        if isinstance(self.code, (list, tuple)):
+            if not self.code or not all(isinstance(c, Path) for c in self.code):
+                raise ChainDefinitionError(f"Node {self.name!r}: code= as a sequence must hold Paths (the files that "
+                                           "make up the job), at least one.")
+            object.__setattr__(self, "code", tuple(self.code))
         for what, names in (("node", [self.name]), ("dataset", [*self.inputs, *self.outputs]),
                             ("parameter", list(self.params))):
             for n in names:
@@ -245,14 +251,17 @@ class ChainDefinition:
         return result
 
     def _code_identity(self, node: Node) -> str | None:
-        if isinstance(node.code, Path):
-            path = node.code if node.code.is_absolute() or self.root is None else self.root / node.code
-            try:
-                return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError as e:
-                raise ChainDefinitionError(
-                    f"Node {node.name!r}: its code file {path} cannot be read ({e.strerror}). To fix this, check the "
-                    "path (relative paths resolve against the chain's root=).") from None
+        if isinstance(node.code, (Path, tuple)):
+            digest = hashlib.sha256()
+            for code in node.code if isinstance(node.code, tuple) else (node.code,):
+                path = code if code.is_absolute() or self.root is None else self.root / code
+                try:
+                    digest.update(hashlib.sha256(path.read_bytes()).digest())
+                except OSError as e:
+                    raise ChainDefinitionError(
+                        f"Node {node.name!r}: its code file {path} cannot be read ({e.strerror}). To fix this, check "
+                        "the path (relative paths resolve against the chain's root=).") from None
+            return "sha256:" + digest.hexdigest()
         return node.code
 
 

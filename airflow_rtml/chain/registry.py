@@ -53,8 +53,13 @@ class ExperimentRegistry:
         return result
 
     def to_stop(self, name: str) -> list[dict[str, Any]]:
-        """The instances of chain ``name`` that no other registered chain uses, downstream first (stop order)."""
+        """The instances of chain ``name`` that no other registered chain uses, downstream first (stop order).
+        Refused for a chain that registered experiments were cloned from (they are rebuilt from it)."""
         plan = self.get(name)
+        clones = sorted(n for n, e in self.chains().items() if e.get("base") == name)
+        if clones:
+            raise ChainError(f"Chain {name!r} is the base of {clones}. To fix this, stop those first "
+                             f"(rtml experiment stop {clones[0]}).")
         users = self.users()
         mine = [plan["instances"][n] for n in plan["order"] if users.get(plan["instances"][n]["key"]) == [name]]
         return list(reversed(mine))
@@ -74,6 +79,21 @@ class ExperimentRegistry:
                 raise ChainError(
                     f"Chain {plan.name!r} is registered already with other nodes or settings. To fix this, pick "
                     f"another experiment name, or stop it first (rtml experiment stop {plan.name}).")
+            taken = {}
+            for name, entry in chains.items():
+                for inst in entry["instances"].values():
+                    for phys in [inst["job_name"], *inst["outputs"].values()]:
+                        if phys:
+                            taken.setdefault(phys, inst["key"])
+            for inst in doc["instances"].values():
+                if inst["owner"] != plan.name:
+                    continue
+                for phys in [inst["job_name"], *inst["outputs"].values()]:
+                    if phys and taken.get(phys, inst["key"]) != inst["key"]:
+                        raise ChainError(
+                            f"Chain {plan.name!r} would name {phys!r} for node {inst['key']!r}, which "
+                            f"{taken[phys]!r} already uses (names join the experiment and the node with '-'). "
+                            "To fix this, pick another experiment name.")
             if plan.base is not None and plan.base not in chains:
                 raise ChainNotFound(
                     f"Chain {plan.name!r} is cloned from {plan.base!r}, which is not registered in {self.path}. "

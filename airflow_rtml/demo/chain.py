@@ -38,6 +38,8 @@ ARCHIVED_BY_ARCHIVE_JOB = ("impressions", "clicks", "samples")
 VERSION_MARKER = "__version__"
 
 
+#: The samples source the jobs reading the samples topic include (``{samples_in}``): part of their code.
+SAMPLES_IN = Path("_samples_in.sql")
 #: The jobs whose samples source emits a watermark per record (see ``Chain.sql``).
 WATERMARK_PER_RECORD = ("features",)
 
@@ -122,9 +124,10 @@ class Chain:
             Node("label_join", "stream", ("impressions", "clicks"), ("samples", "dead_letter", "late"),
                  Path("label_join.sql"), {"attribution_minutes": self.attribution_minutes, **late},
                  "label-joins impressions with clicks into samples"),
-            Node("features", "stream", ("samples",), ("user_features", "item_features"), Path("features.sql"),
-                 {"feature_window_minutes": self.feature_window_minutes}, "real-time user and item CTR features"),
-            Node("evaluation", "stream", ("samples",), ("evaluation",), Path("evaluation.sql"), {},
+            Node("features", "stream", ("samples",), ("user_features", "item_features"),
+                 (Path("features.sql"), SAMPLES_IN), {"feature_window_minutes": self.feature_window_minutes},
+                 "real-time user and item CTR features"),
+            Node("evaluation", "stream", ("samples",), ("evaluation",), (Path("evaluation.sql"), SAMPLES_IN), {},
                  "CTR per bucket and event-time hour"),
             Node("archive", "stream", ("impressions", "clicks", "samples"),
                  ("impressions_archive", "clicks_archive", "samples_archive", "archive_late"), Path("archive.sql"),
@@ -133,7 +136,7 @@ class Chain:
                  Path("offline_features.py"), {}, "Spark: 24 h / 7 d counts per hour"),
             Node("sample_features", "stream",
                  ("samples", "user_features", "item_features", "offline_user_features", "offline_item_features"),
-                 ("training_samples", "training_samples_archive"), Path("sample_features.sql"), {},
+                 ("training_samples", "training_samples_archive"), (Path("sample_features.sql"), SAMPLES_IN), {},
                  "point-in-time join of samples with real-time and offline features"),
             Node("training", "train", ("training_samples_archive",), ("model",), "airflow_rtml.demo.training", {},
                  "one model version per closed hour"),

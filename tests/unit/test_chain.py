@@ -220,11 +220,13 @@ def test_the_demo_chain_definition_matches_its_sql_files_and_names():
     demo = Chain()
     definition = demo.definition(JOBS_DIR)
     for node in definition.nodes:
-        if not (isinstance(node.code, Path) and node.code.suffix == ".sql"):
+        files = node.code if isinstance(node.code, tuple) else (node.code,)
+        if not (isinstance(files[0], Path) and files[0].suffix == ".sql"):
             continue
-        text = (JOBS_DIR / node.code).read_text()
-        if "{samples_in}" in text:
-            text += (JOBS_DIR / "_samples_in.sql").read_text()
+        text = (JOBS_DIR / files[0]).read_text()
+        if "{samples_in}" in text:  # an included file is part of the node's code (its fingerprint)
+            assert Path("_samples_in.sql") in files, node.name
+        text += "".join((JOBS_DIR / f).read_text() for f in files[1:])
         named = set(re.findall(r"\{([a-z_]+)_topic\}", text)) | {f"{p}_archive" for p in
                                                                   re.findall(r"\{([a-z_]+)_path\}", text)}
         assert named == set(node.inputs) | set(node.outputs), node.name
@@ -258,8 +260,10 @@ def test_rtml_experiment_clone_list_show_and_stop_dry_run(tmp_path, capsys):
     assert main(["experiment", "list", *reg]) == 0
     out = capsys.readouterr().out
     assert "demo/label_join                      demo, wide" in out
-    assert main(["experiment", "stop", "wide", "--dry-run", *reg]) == 0
-    assert "would stop ['wide/training', 'wide/sample_features', 'wide/features']" in capsys.readouterr().out
+    assert main(["experiment", "stop", "wide", "--dry-run", *reg]) == 2  # wider is cloned from it
+    assert "is the base of ['wider']" in capsys.readouterr().err
+    assert main(["experiment", "stop", "wider", "--dry-run", *reg]) == 0
+    assert "would stop ['wider/evaluation_report', 'wider/training'" in capsys.readouterr().out
     # bad input: a clear error, exit 2, nothing registered
     assert main(["experiment", "clone", "nope", "x", *reg]) == 2
     assert main(["experiment", "clone", "demo", "x", "--set", "featurez.a=1", *reg]) == 2
@@ -282,3 +286,44 @@ def test_the_example_of_docs_experiments_says_what_it_shows():
     assert module.exp.owned == ["features", "training"]
     assert module.exp.instances["features"].job_name == "rtml-demo-wide-window-features"
     assert module.exp.instances["features"].outputs == {"user_features": "rtml.demo.wide-window.user-features"}
+
+
+def test_an_included_file_is_part_of_the_code(tmp_path):
+    (tmp_path / "job.sql").write_text("{source} INSERT ...")
+    (tmp_path / "source.sql").write_text("CREATE TABLE src ...")
+    chain = ChainDefinition("c", [Node("a", "stream", outputs=("x",), code=(Path("job.sql"), Path("source.sql")))],
+                            root=tmp_path)
+    before = chain.fingerprints()["a"]
+    (tmp_path / "source.sql").write_text("CREATE TABLE src ... WATERMARK")
+    assert chain.fingerprints()["a"] != before
+    with pytest.raises(ChainDefinitionError, match="must hold Paths"):
+        Node("b", "stream", code=("x.sql",))
+
+
+def test_an_int_for_a_float_parameter_is_the_same_node(tmp_path):
+    base = plan_chain(demo_like(tmp_path), Naming())
+    same = clone(base, "lr_same", ["training.learning_rate=0.1"])
+    assert same.owned == []
+    assert parse_sets(base.definition, ["training.learning_rate=1"]) == {"training": {"learning_rate": 1.0}}
+
+
+def test_a_name_another_instance_uses_is_refused(tmp_path):
+    (tmp_path / "j.sql").write_text("x")
+    chain = ChainDefinition("c", [Node("b_c", "stream", outputs=("o",), code=Path("j.sql"), params={"p": 1}),
+                                  Node("c", "stream", inputs=("o",), outputs=("q",), code=Path("j.sql"),
+                                       params={"p": 1})], root=tmp_path)
+    reg = ExperimentRegistry(tmp_path / "experiments.json")
+    base = plan_chain(chain, Naming("t", "j"))
+    reg.register(base)
+    reg.register(clone(base, "a", ["b_c.p=2"]))  # job j-a-b-c for node b_c
+    with pytest.raises(ChainError, match="'j-a-b-c' for node 'a_b/c', which 'a/b_c' already uses"):
+        reg.register(clone(base, "a_b", ["c.p=2"]))  # would be j-a-b-c for node c
+
+
+def test_a_base_with_clones_is_not_stopped(tmp_path):
+    reg = ExperimentRegistry(tmp_path / "experiments.json")
+    base = plan_chain(demo_like(tmp_path), Naming())
+    reg.register(base)
+    reg.register(clone(base, "exp_b", ["features.window_minutes=20"]))
+    with pytest.raises(ChainError, match=r"base of \['exp_b'\]"):
+        reg.to_stop("demo")
