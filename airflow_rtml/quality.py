@@ -189,6 +189,8 @@ class ValueRange(_Rule):
                 checks.append(pc.less(col, self.min))
             if self.max is not None:
                 checks.append(pc.greater(col, self.max))
+            if _is_floating(col):
+                checks.append(pc.is_nan(col))  # NaN is no value in any range
             for mask in checks:
                 outside += pc.sum(pc.cast(pc.fill_null(mask, False), "int64")).as_py() or 0
         ratio = outside / valid if valid else 0.0
@@ -235,17 +237,30 @@ class Check(_Rule):
             raise DataQualityConfigError("Check needs name= and fn= (a function of the window's pyarrow Table).")
 
     def evaluate(self, table, history: Sequence[int]) -> RuleResult:
+        want = _bounds(self.min, self.max)
         try:
             value = self.fn(table)
+            value = value.as_py() if hasattr(value, "as_py") else value  # a pyarrow scalar
+            if getattr(getattr(value, "dtype", None), "kind", None) == "b":  # a numpy bool
+                value = bool(value)
+            if isinstance(value, bool):
+                return self._result(value, int(value), "true", "passed" if value else "returned False")
+            if self.min is None and self.max is None:
+                raise TypeError(f"returned {value!r}: a number needs min= or max= to compare it with, else "
+                                "return a bool")
+            number = float(value)
         except Exception as exc:  # noqa: BLE001 - a user's rule failing is that rule's result, not the task's crash
             return self._result(False, None, "no error", f"raised {type(exc).__name__}: {exc}")
-        if isinstance(value, bool):
-            return self._result(value, int(value), "true", "passed" if value else "returned False")
-        want = _bounds(self.min, self.max)
-        return self._result(_within(float(value), self.min, self.max), value, want, f"{value}, expected {want}")
+        return self._result(_within(number, self.min, self.max), number, want, f"{number:g}, expected {want}")
 
 
 Rule = _Rule
+
+
+def _is_floating(col) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_floating(col.type)
 
 
 def check_rules(rules: Sequence[Rule]) -> None:

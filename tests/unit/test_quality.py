@@ -136,3 +136,25 @@ def test_the_rules_import_no_airflow():
     code = ("import sys, airflow_rtml.quality; bad = [m for m in sys.modules if m.split('.')[0] == 'airflow']; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_users_check_may_return_numpy_or_arrow_values_and_a_bad_one_fails_alone():
+    import numpy as np
+    import pyarrow.compute as pc
+
+    t = samples(10, 1)
+    report = evaluate([Check(name="np_false", fn=lambda tb: np.array([1, 2]).sum() > 100),
+                       Check(name="arrow_mean", fn=lambda tb: pc.mean(tb.column("label")), max=0.5),
+                       Check(name="none", fn=lambda tb: None, min=0),
+                       Check(name="unbounded", fn=lambda tb: 3)], t)
+    by = {r.rule: r for r in report.results}
+    assert not by["np_false"].passed and by["np_false"].message == "returned False"
+    assert by["arrow_mean"].passed and by["arrow_mean"].value == 0.1
+    assert not by["none"].passed and "TypeError" in by["none"].message
+    assert not by["unbounded"].passed and "needs min= or max=" in by["unbounded"].message
+
+
+def test_nan_is_outside_every_range():
+    t = pa.table({"x": [0.5, float("nan"), 0.7]})
+    r = evaluate([ValueRange(column="x", min=0, max=1)], t).results[0]
+    assert not r.passed and "1 of 3" in r.message
