@@ -39,9 +39,11 @@ def _holders(db: PostgresServer, runs: list[str]) -> dict[int | None, int]:
 
 
 def _triggerer_jobs(db: PostgresServer) -> list[int]:
-    """Running triggerer job ids, oldest first."""
+    """Live triggerer job ids, oldest first."""
     with db._connect(db.database) as conn, conn.cursor() as cur:
-        cur.execute("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' ORDER BY start_date")
+        # A SIGKILLed triggerer's row stays 'running': only a recent heartbeat counts as alive.
+        cur.execute("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' "
+                    "AND latest_heartbeat > now() - interval '20 seconds' ORDER BY start_date")
         return [row[0] for row in cur.fetchall()]
 
 

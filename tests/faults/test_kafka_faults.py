@@ -76,6 +76,7 @@ def test_kafka_broker_killed_during_a_progress_wait(stack, monkeypatch, fault_re
     assert event["status"] == "success", event
     early += 0 if event["progress_ms"] >= THRESHOLD else 1
     fault_report("Kafka broker killed (SIGKILL) during a progress-topic wait",
-                 "the shared consumer reconnects; signals produced while the broker was down are delivered; the "
-                 "wait fires once, on the crossing signal, never on the one below it",
+                 "the shared consumer reconnects; signals produced while the broker was down are acknowledged "
+                 "after it is back (lost = unacknowledged); the wait fires on the crossing signal, never on the one "
+                 "below it (duplicated: a wait ends with one event by construction)",
                  lost=stats["signals_undelivered"], duplicated=0, early=early, **stats)
