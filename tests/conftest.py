@@ -16,6 +16,8 @@ from airflow_rtml.local.stack import LocalStack  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
+    # The fault suite kills the stack's components: it runs last, so no other test runs on a stack just healed.
+    items.sort(key=lambda item: "tests/faults/" in str(item.fspath))
     for item in items:
         if any(f"tests/{suite}" in str(item.fspath) for suite in ("integration", "system", "faults")):
             item.add_marker(pytest.mark.integration)
