@@ -71,7 +71,7 @@ def test_a_failover_between_crossing_and_checkpoint_needs_a_new_crossing_of_the_
     job = _submit(stack, {"execution.checkpointing.interval": "45s", "restart-strategy.type": "fixed-delay",
                           "restart-strategy.fixed-delay.attempts": "10",
                           "restart-strategy.fixed-delay.delay": "1s"})
-    tm = next(s for s in stack.services if s.role == "taskmanager")
+    tm = next(s for s in stack.services if getattr(s, "role", None) == "taskmanager")
     try:
         job.produce(HOUR_END - 60_000)
         assert job.wait_progress(hook, HOUR_END - 60_000) == HOUR_END - 60_000

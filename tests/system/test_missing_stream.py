@@ -32,13 +32,15 @@ def test_a_continuous_producer_over_a_missing_job_makes_bounded_runs_and_the_api
     client = httpx.Client(base_url=f"{stack.cfg.airflow_url}/api/v2", timeout=30)
     triggered: list[str] = []
     before: set[str] = set()
+    was_paused = True
     try:
         client.delete("/variables/rtml_example_stream")
         assert client.post("/variables", json={"key": "rtml_example_stream", "value": missing}).status_code in (
             200, 201)
         wait_for("the example DAGs to be parsed",
                  lambda: all(client.get(f"/dags/{d}").status_code == 200 for d in (PRODUCER, UNRELATED)), 120, 2)
-        assert client.get(f"/dags/{UNRELATED}").json()["is_paused"], f"{UNRELATED} must stay paused for this test"
+        was_paused = client.get(f"/dags/{UNRELATED}").json()["is_paused"]  # an earlier test may have unpaused it
+        assert client.patch(f"/dags/{UNRELATED}", json={"is_paused": True}).status_code == 200
         before.update(r["dag_run_id"] for r in _all_runs(client))
         assert client.patch(f"/dags/{PRODUCER}", json={"is_paused": False}).status_code == 200
 
@@ -73,5 +75,7 @@ def test_a_continuous_producer_over_a_missing_job_makes_bounded_runs_and_the_api
                 client.patch(f"/dags/{PRODUCER}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
         for run_id in triggered:
             client.delete(f"/dags/{UNRELATED}/dagRuns/{run_id}")
+        if not was_paused:
+            client.patch(f"/dags/{UNRELATED}", json={"is_paused": False})
         client.delete("/variables/rtml_example_stream")
         client.close()
