@@ -124,37 +124,37 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace):
-    from airflow_rtml.chain import ExperimentRegistry
-
     import os
+
+    from airflow_rtml.chain import ExperimentRegistry
 
     return ExperimentRegistry(args.registry or os.environ.get("RTML_EXPERIMENTS")
                               or StackConfig.from_env().home / "experiments.json")
 
 
-def _base_plans(registry):
-    """Chain name → plan: the built-in chains (the demo) and every registered experiment."""
+def _builtin_plans() -> dict:
+    """Chain name → plan of the built-in chains (the demo), planned once per command."""
     from airflow_rtml.chain import plan_chain
     from airflow_rtml.demo.chain import Chain
 
     demo = Chain()
-    builtin = {"demo": plan_chain(demo.definition(StackConfig.from_env().dags_folder / "jobs" / "demo"), demo.naming())}
-    return builtin, registry.chains()
+    return {"demo": plan_chain(demo.definition(StackConfig.from_env().dags_folder / "jobs" / "demo"), demo.naming())}
 
 
-def _resolve_plan(name: str, registry):
+def _resolve_plan(name: str, registry, builtin: dict | None = None):
     """The plan of chain ``name``: built in, or rebuilt from its registered base and sets (fingerprints checked)."""
     from airflow_rtml.chain import clone
     from airflow_rtml.exceptions import ChainError, ChainNotFound
 
-    builtin, registered = _base_plans(registry)
+    builtin = _builtin_plans() if builtin is None else builtin
+    registered = registry.chains()
     if name in builtin:
         return builtin[name]
     if name not in registered:
         raise ChainNotFound(f"No chain {name!r}: built in are {sorted(builtin)}, registered are "
                             f"{sorted(registered) or 'none'}. To fix this, clone one: rtml experiment clone demo {name}")
     entry = registered[name]
-    plan = clone(_resolve_plan(entry["base"], registry), name, entry["sets"])
+    plan = clone(_resolve_plan(entry["base"], registry, builtin), name, entry["sets"])
     if plan.to_json()["instances"] != entry["instances"]:
         raise ChainError(f"Chain {name!r} is registered with other nodes than its definition gives today (a node's "
                          f"code or its base changed since the clone). To fix this, stop it and clone it again.")
@@ -178,8 +178,7 @@ def _cmd_experiment_clone(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     base = _resolve_plan(args.base, registry)
-    builtin, _ = _base_plans(registry)
-    if base.name in builtin and base.name not in registry.chains():
+    if base.base is None and base.name not in registry.chains():
         registry.register(base)  # a built-in base is tracked from its first clone on
     plan = clone(base, args.name, args.set or [])
     written = registry.register(plan)
