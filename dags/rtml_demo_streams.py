@@ -1,4 +1,4 @@
-"""The demo chain's streaming jobs: ensure the four Flink jobs run (adopt-or-submit), in dependency order.
+"""The demo chain's streaming jobs: ensure the five Flink jobs run (adopt-or-submit), in dependency order.
 
 Triggered by ``rtml demo``; the chain's names come from the Airflow Variable ``rtml_demo`` it sets.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, Variable, task
 
-from airflow_rtml.demo.chain import JOB_CONF, Chain
-from airflow_rtml.operators.flink import FlinkSubmitJobOperator
+from airflow_rtml.chain.dags import stream_tasks
+from airflow_rtml.demo.chain import Chain, submit_operator
 from airflow_rtml.operators.streams import StreamSkewCheckOperator
 from airflow_rtml.sensors.watermark import StreamWatermarkSensor
 
@@ -21,19 +21,8 @@ JOBS_DIR = Path(__file__).parent / "jobs" / "demo"
 # Names are rendered at run time from the Variable, so one DAG serves every demo run.
 CHAIN = Chain(prefix="{{ var.json.rtml_demo.prefix }}", job_prefix="{{ var.json.rtml_demo.job_prefix }}",
               bootstrap="{{ var.json.rtml_demo.bootstrap }}")
-CONNECTOR_JAR = os.environ.get("RTML_FLINK_KAFKA_CONNECTOR_JAR", "/opt/flink/connectors/flink-sql-connector-kafka.jar")
-# The Parquet format (and Hadoop's client) for the jobs that write the archive's Hive partitions.
-ARCHIVE_JARS = [j for j in os.environ.get("RTML_FLINK_ARCHIVE_JARS", "").split(",") if j]
+PLAN = CHAIN.plan(JOBS_DIR)  # the chain as code (airflow_rtml/demo/chain.py): its nodes, names and edges
 WAREHOUSE = os.environ.get("RTML_WAREHOUSE", "/tmp/rtml-warehouse")
-WRITES_ARCHIVE = ("sample_features", "archive")
-
-
-def submit(job: str) -> FlinkSubmitJobOperator:
-    return FlinkSubmitJobOperator(
-        task_id=f"ensure_{job}_job", job_name=CHAIN.jobs[job], sql=CHAIN.sql(job, JOBS_DIR, WAREHOUSE),
-        sql_jars=[CONNECTOR_JAR, *(ARCHIVE_JARS if job in WRITES_ARCHIVE else [])], flink_conf=JOB_CONF,
-        deferrable=True, poll_interval=1,
-    )  # a retry is safe: it adopts the job of that name instead of submitting a second one
 
 
 with DAG(
@@ -63,16 +52,10 @@ with DAG(
 
     @task
     def create_topics() -> list[str]:
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from airflow_rtml.demo.chain import ensure_topics
 
         cfg = Variable.get("rtml_demo", deserialize_json=True)
-        topics = list(Chain(prefix=cfg["prefix"], job_prefix=cfg["job_prefix"]).topics.values())
-        admin = AdminClient({"bootstrap.servers": cfg["bootstrap"]})
-        existing = set(admin.list_topics(timeout=10).topics)
-        new = [NewTopic(t, 1, 1) for t in topics if t not in existing]
-        for future in (admin.create_topics(new).values() if new else []):
-            future.result(timeout=30)
-        return topics
+        return ensure_topics(cfg["bootstrap"], list(Chain(prefix=cfg["prefix"]).topics.values()))
 
     @task
     def publish_empty_offline_version() -> int:
@@ -99,9 +82,9 @@ with DAG(
         task_id="sample_join_not_ahead_of_features", upstream_job_name=CHAIN.jobs["features"],
         downstream_job_name=CHAIN.jobs["sample_features"], max_skew=timedelta(0),
     )
-    label_join = submit("label_join")
-    topics, sample_features = create_topics(), submit("sample_features")
-    topics >> label_join >> submit("features") >> features_ready >> sample_features >> skew
-    topics >> publish_empty_offline_version() >> sample_features
-    label_join >> submit("evaluation")
-    label_join >> submit("archive")
+    # One adopt-or-submit task per stream node, ordered by the chain's stream -> stream edges (label_join first).
+    jobs = stream_tasks(PLAN, lambda node: submit_operator(CHAIN, PLAN, node, JOBS_DIR, WAREHOUSE))
+    topics = create_topics()
+    topics >> list(jobs.values())
+    jobs["features"] >> features_ready >> jobs["sample_features"] >> skew
+    topics >> publish_empty_offline_version() >> jobs["sample_features"]

@@ -16,12 +16,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from airflow_rtml.chain.clone import ChainPlan
+from airflow_rtml.chain.clone import ChainPlan, clone
 from airflow_rtml.exceptions import ChainError, ChainNotFound
 
 _VERSION = 1
@@ -64,6 +64,54 @@ class ExperimentRegistry:
         mine = [plan["instances"][n] for n in plan["order"] if users.get(plan["instances"][n]["key"]) == [name]]
         return list(reversed(mine))
 
+    def plan(self, name: str, builtin: Mapping[str, ChainPlan]) -> ChainPlan:
+        """The plan of chain ``name``: one of ``builtin`` (the chains defined in code, by name), or a registered
+        experiment rebuilt from its base and its sets. Raises :class:`~airflow_rtml.exceptions.ChainNotFound` for
+        an unknown name, and :class:`~airflow_rtml.exceptions.ChainError` when the definition gives other
+        instances today than were registered (a node's code or the base changed since the clone)."""
+        if name in builtin:
+            return builtin[name]
+        registered = self.chains()
+        if name not in registered:
+            raise ChainNotFound(f"No chain {name!r}: built in are {sorted(builtin)}, registered are "
+                                f"{sorted(registered) or 'none'}. To fix this, clone one: "
+                                f"rtml experiment clone {next(iter(sorted(builtin)), 'BASE')} {name}")
+        entry = registered[name]
+        if entry.get("base") is None:
+            raise ChainNotFound(f"Chain {name!r} is registered as a base, but no chain of that name is defined in "
+                                f"code here (defined: {sorted(builtin)}).")
+        plan = clone(self.plan(entry["base"], builtin), name, entry["sets"])
+        if plan.to_json()["instances"] != entry["instances"]:
+            raise ChainError(f"Chain {name!r} is registered with other nodes than its definition gives today (a "
+                             f"node's code or its base changed since the clone). To fix this, stop it and clone it "
+                             f"again: rtml experiment stop {name}; rtml experiment clone {entry['base']} {name} ...")
+        return plan
+
+    def experiments(self, builtin: Mapping[str, ChainPlan]) -> dict[str, ChainPlan | ChainError]:
+        """Every registered experiment (a chain with a base) that derives from one of ``builtin`` → its plan, or
+        the error that refuses it. One stale or broken entry never hides the others."""
+        result: dict[str, ChainPlan | ChainError] = {}
+        chains = self.chains()
+
+        def derives_from_builtin(name: str) -> bool:
+            seen: set[str] = set()
+            while name not in builtin:
+                entry = chains.get(name)
+                if entry is None or entry.get("base") is None or name in seen:
+                    return False
+                seen.add(name)
+                name = entry["base"]
+            return True
+
+        for name, entry in sorted(chains.items()):
+            if entry.get("base") is None or not derives_from_builtin(name):
+                continue
+            try:
+                result[name] = self.plan(name, builtin)
+            except ChainError as e:  # ChainNotFound too: this entry alone is refused
+                result[name] = e
+        return result
+
     # ------------------------------------------------------------------ writing
     def register(self, plan: ChainPlan) -> bool:
         """Record ``plan``. Returns False when it is registered already with the same instances (a retry), True
@@ -100,6 +148,17 @@ class ExperimentRegistry:
                     f"Registered: {sorted(chains) or 'none'}.")
             chains[plan.name] = doc
             return True
+
+    def clone(self, base: str, name: str, sets, builtin: Mapping[str, ChainPlan]) -> tuple[ChainPlan, bool]:
+        """Plan experiment ``name`` from chain ``base`` with ``sets`` (``NODE.PARAM=VALUE`` strings or a mapping)
+        and record it; returns the plan and whether it was written (False: the same clone was registered already).
+        A built-in base is recorded with its first clone, so its instances are reference-tracked. Every refusal
+        (unknown chain, node or parameter; a name in use) is raised before anything is written."""
+        base_plan = self.plan(base, builtin)
+        plan = clone(base_plan, name, sets)
+        if base_plan.base is None and base_plan.name not in self.chains():
+            self.register(base_plan)
+        return plan, self.register(plan)
 
     def forget(self, name: str) -> None:
         """Drop chain ``name`` (after its :meth:`to_stop` instances were stopped). Forgetting an unknown chain is a

@@ -7,10 +7,11 @@ three run exactly the same jobs. Job SQL lives beside the DAGs; placeholders ``{
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from airflow_rtml.chain import ChainDefinition, Naming, Node
+from airflow_rtml.chain import ChainDefinition, ChainPlan, Naming, Node, NodeInstance, plan_chain
+from airflow_rtml.exceptions import ChainError, UnknownChainNode, UnknownChainParameter
 from airflow_rtml.offline.archive import HOURLY_PARTITION_COMMIT, ArchiveTable
 
 _KAFKA = (("kafka_partition", "int"), ("kafka_offset", "bigint"), ("kafka_ts_ms", "bigint"))
@@ -96,14 +97,24 @@ class Chain:
         root = Path(warehouse) / f"{self.hive_db}.db"
         return {name: ArchiveTable(self.hive_db, name, str(root / name), cols) for name, cols in ARCHIVE_COLUMNS.items()}
 
-    def sql(self, job: str, jobs_dir: str | Path, warehouse: str | Path = "/tmp/rtml-warehouse") -> str:
-        """The job's SQL with every placeholder filled (``{<table>_path}``: where an archive table's files go)."""
-        values = {**asdict(self), **{f"{k}_topic": v for k, v in self.topics.items()}, "job_name": self.jobs[job],
-                  "samples_delay_seconds": self.samples_delay_seconds,
-                  "archive_samples_delay_seconds": self.archive_samples_delay_seconds,
-                  "archive_samples_delay_minutes": self.archive_samples_delay_seconds // 60,
+    def sql(self, job: str, jobs_dir: str | Path, warehouse: str | Path = "/tmp/rtml-warehouse",
+            plan: ChainPlan | None = None) -> str:
+        """The job's SQL with every placeholder filled (``{<table>_path}``: where an archive table's files go).
+
+        With ``plan`` (this chain's base plan, or an experiment cloned from it), the job of that plan's instance:
+        its job name, the parameters of the plan's definition, the topics it reads (a shared writer's or a
+        source's) and the topics and tables it writes (named after the plan). Only a node the plan owns has SQL of
+        its own: a shared node runs once, under its owner's name.
+        """
+        chain, topics, job_name = self, self.topics, self.jobs.get(job)
+        if plan is not None:
+            chain, topics, job_name = self._instance(plan, job)
+        values = {**asdict(chain), **{f"{k}_topic": v for k, v in topics.items()}, "job_name": job_name,
+                  "samples_delay_seconds": chain.samples_delay_seconds,
+                  "archive_samples_delay_seconds": chain.archive_samples_delay_seconds,
+                  "archive_samples_delay_minutes": chain.archive_samples_delay_seconds // 60,
                   "hourly_partition_commit": HOURLY_PARTITION_COMMIT,
-                  **{f"{k}_path": t.location for k, t in self.archive_tables(warehouse).items()}}
+                  **{f"{k}_path": t.location for k, t in chain.archive_tables(warehouse).items()}}
         # Per-record watermarks where a backfill must reproduce the live late decisions (the feature job). Not in
         # the sample-feature join: with them, one demo run joined 1,381 of 18,060 samples with a stale offline
         # version (0 without; not root-caused yet), so that job keeps Flink's periodic emission.
@@ -144,9 +155,39 @@ class Chain:
                  {}, "the hour's CTR per bucket"),
         ])
 
+    def _instance(self, plan: ChainPlan, node: str) -> tuple[Chain, dict[str, str], str | None]:
+        """This chain as ``plan`` runs node ``node``: its names and parameters, and the topics the node reads."""
+        inst = plan.instances.get(node)
+        if inst is None:
+            raise UnknownChainNode(f"Chain {plan.name!r} has no node {node!r}. Its nodes: {list(plan.instances)}.")
+        if inst.owner != plan.name:
+            raise ChainError(f"Node {node!r} of chain {plan.name!r} is shared with {inst.owner!r}: it runs once, "
+                             f"as {inst.job_name or 'a batch step'} of {inst.owner!r}, not as a job of its own.")
+        params: dict = {}
+        for n in plan.definition.nodes:  # a job may depend on another node's parameter (the samples' delay does)
+            params.update(n.params)
+        params.update(plan.definition.node(node).params)
+        unknown = sorted(set(params) - {f.name for f in fields(Chain)})
+        if unknown:
+            raise UnknownChainParameter(f"The demo chain has no setting(s) {unknown} (node {node!r}).")
+        chain = replace(self, prefix=plan.naming.topic_prefix, job_prefix=plan.naming.job_prefix, **params)
+        reads = {d: phys for d, phys in {**inst.inputs, **inst.outputs}.items() if d in chain.topics}
+        return chain, {**chain.topics, **reads}, inst.job_name
+
     def naming(self) -> Naming:
         """Logical dataset and node names → this chain's topics and Flink job names."""
         return Naming(self.prefix, self.job_prefix)
+
+    def plan(self, jobs_dir: str | Path) -> ChainPlan:
+        """The demo chain planned under this chain's names: the base that experiments are cloned from."""
+        return plan_chain(self.definition(jobs_dir), self.naming())
+
+    def node_topics(self, plan: ChainPlan) -> list[str]:
+        """The Kafka topics the nodes ``plan`` owns write and read: a clone creates those that do not exist (its
+        own, and an input nothing has written yet, so a job waits for data instead of failing on a missing topic)."""
+        return sorted({phys for n in plan.owned for d, phys in {**plan.instances[n].inputs,
+                                                                  **plan.instances[n].outputs}.items()
+                       if d in self.topics})
 
 
 def connector_jar() -> str:
@@ -162,3 +203,33 @@ def connector_jar() -> str:
 
 #: Session settings every demo job runs with: UTC windows, checkpoints every 5 s (commit-aware waits).
 JOB_CONF = {"table.local-time-zone": "UTC", "execution.checkpointing.interval": "5s"}
+#: The jobs that write Hive partitions (Parquet): they need the archive jars too.
+WRITES_ARCHIVE = ("sample_features", "archive")
+
+
+def ensure_topics(bootstrap: str, topics: list[str]) -> list[str]:
+    """Create the Kafka topics of ``topics`` that do not exist (one partition each); return ``topics``. Idempotent."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [NewTopic(t, 1, 1) for t in topics if t not in existing]
+    for future in (admin.create_topics(new).values() if new else []):
+        future.result(timeout=30)
+    return topics
+
+
+def submit_operator(chain: Chain, plan: ChainPlan, instance: NodeInstance, jobs_dir: str | Path,
+                    warehouse: str | Path):
+    """The task that ensures ``instance`` (a stream node ``plan`` owns) runs: adopt-or-submit its SQL job by name,
+    so a retry adopts the job instead of submitting a second one."""
+    from airflow_rtml.operators.flink import FlinkSubmitJobOperator
+
+    connector = os.environ.get("RTML_FLINK_KAFKA_CONNECTOR_JAR", "/opt/flink/connectors/flink-sql-connector-kafka.jar")
+    archive_jars = [j for j in os.environ.get("RTML_FLINK_ARCHIVE_JARS", "").split(",") if j]
+    return FlinkSubmitJobOperator(
+        task_id=f"ensure_{instance.node}_job", job_name=instance.job_name,
+        sql=chain.sql(instance.node, jobs_dir, warehouse, plan=plan),
+        sql_jars=[connector, *(archive_jars if instance.node in WRITES_ARCHIVE else [])], flink_conf=JOB_CONF,
+        deferrable=True, poll_interval=1,
+    )

@@ -16,11 +16,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 
 from airflow_rtml.demo.chain import Chain
 from airflow_rtml.demo.training import HOUR_MS, read_topic
 from airflow_rtml.exceptions import RtmlError
+from airflow_rtml.local.airflow_api import AirflowApi
 from airflow_rtml.local.stack import LocalStack
 from airflow_rtml.progress import describe
 
@@ -28,65 +28,6 @@ DAGS = ("rtml_demo_streams", "rtml_demo_sample_hours", "rtml_demo_train_hourly",
         "rtml_demo_evaluate_hourly", "rtml_demo_archive_hours", "rtml_demo_archive_commit",
         "rtml_demo_offline_features", "feature_backfill")
 CONTINUOUS = ("rtml_demo_sample_hours", "rtml_demo_eval_hours", "rtml_demo_archive_hours")
-
-
-class AirflowApi:
-    """The few calls of Airflow's REST API (v2) the demo needs."""
-
-    def __init__(self, url: str):
-        self.c = httpx.Client(base_url=f"{url}/api/v2", timeout=30)
-
-    def set_variable(self, key: str, value: dict) -> None:
-        self.c.delete(f"/variables/{key}")
-        self.c.post("/variables", json={"key": key, "value": json.dumps(value)}).raise_for_status()
-
-    def wait_parsed(self, dags: tuple[str, ...], timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while not all(self.c.get(f"/dags/{d}").status_code == 200 for d in dags):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"DAGs {dags} not parsed within {timeout:.0f}s: {self.c.get('/importErrors').json()}")
-            time.sleep(2)
-
-    def pause(self, dag: str, paused: bool) -> None:
-        self.c.patch(f"/dags/{dag}", json={"is_paused": paused}).raise_for_status()
-
-    def stop_runs(self, dag: str) -> None:
-        """Mark the DAG's unfinished runs failed: a paused continuous DAG keeps its deferred run, which would
-        hold its one active slot (waiting on a previous chain) when the DAG is unpaused again."""
-        for state in ("running", "queued"):
-            runs = self.c.get(f"/dags/{dag}/dagRuns", params={"state": state, "limit": 100}).json()
-            for run in runs.get("dag_runs", []):
-                self.c.patch(f"/dags/{dag}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
-
-    def trigger(self, dag: str, conf: dict | None = None) -> str:
-        run_id = f"rtml-demo-{time.time_ns()}"
-        body = {"dag_run_id": run_id, "logical_date": None, **({"conf": conf} if conf else {})}
-        self.c.post(f"/dags/{dag}/dagRuns", json=body).raise_for_status()
-        return run_id
-
-    def xcom(self, dag: str, run_id: str, task_id: str, key: str = "return_value"):
-        resp = self.c.get(f"/dags/{dag}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
-        return resp.json().get("value") if resp.status_code == 200 else None
-
-    def partition_runs(self, dag: str, keys: set[str], since_iso: str) -> list[dict]:
-        """Successful runs of ``dag`` for these partition keys, created since ``since_iso`` (this demo's)."""
-        runs = self.c.get(f"/dags/{dag}/dagRuns", params={"limit": 200, "run_after_gte": since_iso}).json()
-        return [r for r in runs.get("dag_runs", []) if r["state"] == "success" and r.get("partition_key") in keys]
-
-    def failed_tasks(self, dag: str, run_id: str) -> list[str]:
-        tis = self.c.get(f"/dags/{dag}/dagRuns/{run_id}/taskInstances").json().get("task_instances", [])
-        return [t["task_id"] for t in tis if t["state"] == "failed"]
-
-    def asset_events(self, name: str, since_iso: str) -> list[dict]:
-        assets = self.c.get("/assets", params={"name_pattern": name}).json().get("assets", [])
-        ids = [a["id"] for a in assets if a["name"] == name]
-        if not ids:
-            return []
-        resp = self.c.get("/assets/events", params={"asset_id": ids[0], "timestamp_gte": since_iso, "limit": 500})
-        return resp.json().get("asset_events", [])
-
-    def run_state(self, dag: str, run_id: str) -> str:
-        return self.c.get(f"/dags/{dag}/dagRuns/{run_id}").json().get("state", "?")
 
 
 def _iso(ms: int) -> str:

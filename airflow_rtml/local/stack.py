@@ -778,6 +778,8 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "RTML_FLINK_KAFKA_CONNECTOR_JAR": str(cfg.kafka_connector_jar),
         "RTML_FLINK_PYTHON_JAR": str(cfg.flink_python_jar),
         "RTML_DEMO_DIR": str(cfg.home / "demo"),
+        # The experiment registry `rtml experiment` writes and dags/rtml_experiments.py reads.
+        "RTML_EXPERIMENTS": str(cfg.home / "experiments.json"),
     }
 
 

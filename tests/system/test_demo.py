@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from airflow_rtml.demo.chain import Chain
-from airflow_rtml.demo.run import AirflowApi, run_demo
+from airflow_rtml.demo.run import run_demo
+from airflow_rtml.local.airflow_api import AirflowApi
 from airflow_rtml.demo.training import HOUR_MS, hour_rows, metrics, read_topic
 
 HOURS = 2

@@ -27,7 +27,7 @@ from confluent_kafka import Producer
 from event_time import BOOTSTRAP, create_topic
 from support import cancel_jobs_named, wait_for
 
-from airflow_rtml.demo.run import AirflowApi
+from airflow_rtml.local.airflow_api import AirflowApi
 
 REPO = Path(__file__).resolve().parents[2]
 SNIPPET = REPO / "dags" / "examples" / "snippets" / "hourly_training.py"

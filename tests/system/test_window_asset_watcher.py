@@ -20,7 +20,7 @@ import pytest
 from event_time import start_event_time_job
 from support import cancel_jobs_named, wait_for
 
-from airflow_rtml.demo.run import AirflowApi
+from airflow_rtml.local.airflow_api import AirflowApi
 from airflow_rtml.progress import Window
 from airflow_rtml.triggers.watermark import FlinkWindowEventTrigger
 

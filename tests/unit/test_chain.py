@@ -327,3 +327,42 @@ def test_a_base_with_clones_is_not_stopped(tmp_path):
     reg.register(clone(base, "exp_b", ["features.window_minutes=20"]))
     with pytest.raises(ChainError, match=r"base of \['exp_b'\]"):
         reg.to_stop("demo")
+
+
+@pytest.mark.parametrize("prefix,job_prefix", [("rtml.demo", "rtml-demo"),
+                                               ("{{ var.json.rtml_demo.prefix }}", "{{ var.json.rtml_demo.job_prefix }}")])
+def test_the_base_plan_renders_the_jobs_the_demo_always_ran(prefix, job_prefix):
+    """A job rendered from the base plan is exactly the SQL of the chain's own names (the DAG's templated too)."""
+    from airflow_rtml.demo.chain import Chain
+
+    demo = Chain(prefix=prefix, job_prefix=job_prefix)
+    plan = demo.plan(JOBS_DIR)
+    for job in demo.jobs:
+        assert demo.sql(job, JOBS_DIR, plan=plan) == demo.sql(job, JOBS_DIR), job
+
+
+def test_a_clone_renders_its_new_jobs_over_the_shared_topics():
+    """The clone's feature job reads the base's samples topic, writes its own topics with its window; its sample join
+    reads the base's samples and offline features and the clone's real-time features; a shared node has no SQL."""
+    from airflow_rtml.demo.chain import Chain
+
+    demo = Chain()
+    exp = clone(demo.plan(JOBS_DIR), "wide", ["features.feature_window_minutes=20"])
+    features = demo.sql("features", JOBS_DIR, plan=exp)
+    assert "'topic' = 'rtml.demo.samples'" in features
+    assert "'topic' = 'rtml.demo.wide.user-features'" in features and "rtml.demo.user-features" not in features
+    assert "INTERVAL '20' MINUTE" in features and "INTERVAL '10' MINUTE" not in features
+    assert "rtml-demo-wide-features" in features
+    joined = demo.sql("sample_features", JOBS_DIR, plan=exp)
+    for topic in ("rtml.demo.samples", "rtml.demo.offline-user-features", "rtml.demo.wide.user-features",
+                  "rtml.demo.wide.training-samples"):
+        assert f"'topic' = '{topic}'" in joined, topic
+    assert "/rtml_demo_wide.db/training_samples" in joined  # the clone's own Hive database
+    assert demo.node_topics(exp) == ["rtml.demo.offline-item-features", "rtml.demo.offline-user-features",
+                                     "rtml.demo.samples", "rtml.demo.wide.item-features",
+                                     "rtml.demo.wide.training-samples", "rtml.demo.wide.user-features"]
+    with pytest.raises(ChainError, match="shared with 'demo'"):
+        demo.sql("label_join", JOBS_DIR, plan=exp)
+    # a parameter another node reads: the samples' watermark delay follows the clone's attribution window
+    exp2 = clone(demo.plan(JOBS_DIR), "late_attr", ["label_join.attribution_minutes=30"])
+    assert f"INTERVAL '{30 * 60 + 2 * 60}' SECOND" in demo.sql("features", JOBS_DIR, plan=exp2)
