@@ -134,31 +134,14 @@ def _registry(args: argparse.Namespace):
 
 def _builtin_plans() -> dict:
     """Chain name → plan of the built-in chains (the demo), planned once per command."""
-    from airflow_rtml.chain import plan_chain
     from airflow_rtml.demo.chain import Chain
 
-    demo = Chain()
-    return {"demo": plan_chain(demo.definition(StackConfig.from_env().dags_folder / "jobs" / "demo"), demo.naming())}
+    return {"demo": Chain().plan(StackConfig.from_env().dags_folder / "jobs" / "demo")}
 
 
 def _resolve_plan(name: str, registry, builtin: dict | None = None):
     """The plan of chain ``name``: built in, or rebuilt from its registered base and sets (fingerprints checked)."""
-    from airflow_rtml.chain import clone
-    from airflow_rtml.exceptions import ChainError, ChainNotFound
-
-    builtin = _builtin_plans() if builtin is None else builtin
-    registered = registry.chains()
-    if name in builtin:
-        return builtin[name]
-    if name not in registered:
-        raise ChainNotFound(f"No chain {name!r}: built in are {sorted(builtin)}, registered are "
-                            f"{sorted(registered) or 'none'}. To fix this, clone one: rtml experiment clone demo {name}")
-    entry = registered[name]
-    plan = clone(_resolve_plan(entry["base"], registry, builtin), name, entry["sets"])
-    if plan.to_json()["instances"] != entry["instances"]:
-        raise ChainError(f"Chain {name!r} is registered with other nodes than its definition gives today (a node's "
-                         f"code or its base changed since the clone). To fix this, stop it and clone it again.")
-    return plan
+    return registry.plan(name, _builtin_plans() if builtin is None else builtin)
 
 
 def _print_plan(plan, users: dict[str, list[str]] | None = None) -> None:
@@ -174,18 +157,65 @@ def _print_plan(plan, users: dict[str, list[str]] | None = None) -> None:
 
 
 def _cmd_experiment_clone(args: argparse.Namespace) -> int:
-    from airflow_rtml.chain import clone
-
+    t0 = time.monotonic()
     registry = _registry(args)
-    base = _resolve_plan(args.base, registry)
-    if base.base is None and base.name not in registry.chains():
-        registry.register(base)  # a built-in base is tracked from its first clone on
-    plan = clone(base, args.name, args.set or [])
-    written = registry.register(plan)
+    plan, written = registry.clone(args.base, args.name, args.set or [], _builtin_plans())
     _print_plan(plan, registry.users())
     print(("registered" if written else "already registered (nothing changed)")
           + f" in {registry.path}: {len(plan.owned)} new node(s), {len(plan.shared)} shared")
+    if args.start:
+        _start_experiment(plan, args, t0)
     return 0
+
+
+def _local_connections() -> None:
+    """Point the ``flink_default`` (and other) connections at the local stack unless the environment sets them."""
+    import os
+
+    from airflow_rtml.local.stack import airflow_env
+
+    for key, value in airflow_env(StackConfig.from_env()).items():
+        if key.startswith("AIRFLOW_CONN_"):
+            os.environ.setdefault(key, value)
+
+
+def _start_experiment(plan, args: argparse.Namespace, t0: float) -> None:
+    """Run the experiment's DAG (``rtml_experiment_<name>``, generated from the registry) on the stack's Airflow and
+    wait until each of its new Flink jobs is RUNNING. Retry-safe: the DAG adopts jobs that run already."""
+    import httpx
+
+    from airflow_rtml.chain.dags import experiment_dag_id
+    from airflow_rtml.exceptions import ChainError
+    from airflow_rtml.hooks.flink import FlinkRestHook
+    from airflow_rtml.local.airflow_api import AirflowApi
+
+    _local_connections()
+    dag = experiment_dag_id(plan.name)
+    api = AirflowApi(args.airflow_url or StackConfig.from_env().airflow_url)
+    try:
+        api.request_parse("rtml_experiment_clone")  # the file that generates the experiments' DAGs
+        api.wait_parsed((dag,), timeout=min(args.timeout, 120))
+    except (httpx.HTTPError, TimeoutError) as e:
+        raise ChainError(f"Experiment {plan.name!r} is registered, but its DAG {dag} did not appear in Airflow ({e}). "
+                         f"To fix this, check that Airflow runs (rtml local up) and parses dags/rtml_experiments.py "
+                         f"with RTML_EXPERIMENTS={_registry(args).path}; then run the clone again.") from None
+    api.pause(dag, False)
+    run = api.trigger(dag)
+    print(f"started DAG {dag} (run {run}); waiting for its new Flink jobs")
+    state = api.wait_run(dag, run, timeout=max(1.0, args.timeout - (time.monotonic() - t0)))
+    if state != "success":
+        raise ChainError(f"DAG {dag} run {run} ended {state}: failed tasks {api.failed_tasks(dag, run)}. See its "
+                         f"task logs in the Airflow UI; the clone is registered, so run it again once fixed.")
+    hook = FlinkRestHook(flink_conn_id=args.flink_conn_id)
+    names = [plan.instances[n].job_name for n in plan.owned if plan.instances[n].job_name]
+    running = {n: [j.job_id for j in hook.find_jobs_by_name(n) if j.state.value == "RUNNING"] for n in names}
+    missing = [n for n, ids in running.items() if not ids]
+    if missing:
+        raise ChainError(f"DAG {dag} succeeded but these jobs are not RUNNING: {missing}. See the Flink UI.")
+    for n, ids in running.items():
+        print(f"  running {n} ({ids[0]})")
+    print(f"experiment {plan.name} started in {time.monotonic() - t0:.1f} s: {len(names)} new Flink job(s) "
+          f"running, {len(plan.shared)} node(s) shared")
 
 
 def _cmd_experiment_list(args: argparse.Namespace) -> int:
@@ -218,6 +248,8 @@ def _cmd_experiment_stop(args: argparse.Namespace) -> int:
     if jobs and not args.dry_run:
         from airflow_rtml.hooks.flink import FlinkRestHook
 
+        _local_connections()
+
         hook = FlinkRestHook(flink_conn_id=args.flink_conn_id)
         for name in jobs:
             for job in hook.find_jobs_by_name(name):
@@ -231,7 +263,25 @@ def _cmd_experiment_stop(args: argparse.Namespace) -> int:
     registry.forget(args.name)
     print(f"stopped {args.name}: {len(stop)} node(s) only it used ({len(jobs)} Flink job(s)); kept, used by other "
           f"chains: {kept or 'none'}")
+    _drop_experiment_dag(args)
     return 0
+
+
+def _drop_experiment_dag(args: argparse.Namespace) -> None:
+    """Pause the stopped experiment's DAG and have Airflow parse the experiments' file again, so the DAG goes (a
+    stack that is not running has nothing to drop)."""
+    import httpx
+
+    from airflow_rtml.chain.dags import experiment_dag_id
+    from airflow_rtml.local.airflow_api import AirflowApi
+
+    api = AirflowApi(args.airflow_url or StackConfig.from_env().airflow_url)
+    try:
+        if api.c.get(f"/dags/{experiment_dag_id(args.name)}").status_code == 200:
+            api.pause(experiment_dag_id(args.name), True)
+            api.request_parse("rtml_experiment_clone")
+    except httpx.HTTPError:
+        pass  # Airflow is not running: the DAG goes at the file's next parse
 
 
 def _signal_line(topic: str):
@@ -372,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     ecl.add_argument("base", help="the chain to clone: demo, or a registered experiment")
     ecl.add_argument("name", help="the experiment's name (lower-case letters, digits, _)")
     ecl.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE", help="a changed parameter (repeat)")
+    ecl.add_argument("--start", action="store_true",
+                     help="then start its new nodes: run its DAG rtml_experiment_NAME and wait until each new Flink "
+                          "job is RUNNING (prints the clone time)")
+    ecl.add_argument("--timeout", type=_positive, default=600.0, help="seconds --start waits (default 600)")
+    ecl.add_argument("--flink-conn-id", default="flink_default", help="the flink_rest connection of the cluster")
     esub.add_parser("list", help="registered chains and which chains use each node instance")
     esh = esub.add_parser("show", help="one chain's nodes: new or shared, job and output names")
     esh.add_argument("name")
@@ -381,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--flink-conn-id", default="flink_default", help="the flink_rest connection of the cluster")
     for p in (ecl, esub.choices["list"], esh, est):
         p.add_argument("--registry", help="the registry file (default $RTML_EXPERIMENTS or .rtml/experiments.json)")
+    for p in (ecl, est):
+        p.add_argument("--airflow-url", help="Airflow's URL (default: the local stack's)")
 
     demo = sub.add_parser("demo", help="run the real-time ML chain end to end on the local stack",
                           description="Starts the stack and the chain, plays the synthetic source, prints a summary.")
