@@ -830,7 +830,9 @@ class FlinkStopJobOperator(BaseOperator):
     """Stop a Flink job with a savepoint (default) or cancel it; return the savepoint path (or None).
 
     Retry-safe: the savepoint request carries a trigger id derived from the task instance, so a retried (or
-    resumed) task polls the same Flink operation instead of requesting a second savepoint. A job that is not
+    resumed) task polls the same Flink operation instead of requesting a second savepoint — by ``job_name`` too,
+    when the earlier try died after the job had stopped (no job of the name is active then: the retry finds the
+    finished job whose operation that is). A job that is not
     running raises :class:`FlinkSavepointFailed` with Flink's failure cause (Flink answers COMPLETED *with* a
     failure cause in that case); a savepoint directory Flink cannot write does too.
 
@@ -886,12 +888,13 @@ class FlinkStopJobOperator(BaseOperator):
         job_id = self.job_id
         if job_id is None:
             active = hook.find_active_job(self.job_name)
-            if active is None:
+            job_id = active.job_id if active is not None else \
+                (self._stopped_by_earlier_try(hook, context) if self.mode == "savepoint" else None)
+            if job_id is None:
                 raise FlinkJobNotFound(
                     f"No active Flink job is named {self.job_name!r}. To fix this, check the name (it is the "
                     "job's pipeline.name) or whether the job already ended.", job_name=self.job_name,
                 )
-            job_id = active.job_id
         context["ti"].xcom_push(key=XCOM_JOB_ID, value=job_id)
         deadline = time.time() + self.wait_timeout.total_seconds()
         if self.mode == "cancel":
@@ -900,8 +903,12 @@ class FlinkStopJobOperator(BaseOperator):
                 job_id, ["CANCELED"], self.flink_conn_id, self.poll_interval, deadline)
         else:
             trigger_id = trigger_id_for(context, job_id, "stop")
-            hook.stop_with_savepoint(job_id, target_directory=self.savepoint_dir, drain=self.drain,
-                                     trigger_id=trigger_id)
+            if self._operation_exists(hook, job_id, trigger_id):
+                self.log.info("An earlier try of this task already asked Flink to stop job %s (savepoint operation "
+                              "%s): polling that operation, no second savepoint", job_id, trigger_id)
+            else:
+                hook.stop_with_savepoint(job_id, target_directory=self.savepoint_dir, drain=self.drain,
+                                         trigger_id=trigger_id)
             trigger = FlinkSavepointTrigger(job_id, trigger_id, self.flink_conn_id, self.poll_interval, deadline,
                                             stop=True)
         if self.deferrable:
@@ -913,6 +920,24 @@ class FlinkStopJobOperator(BaseOperator):
                 return self.execute_complete(context, event)
             self.defer(trigger=trigger, method_name="execute_complete")
         return self.execute_complete(context, trigger.run_blocking(hook))
+
+    @staticmethod
+    def _operation_exists(hook: FlinkRestHook, job_id: str, trigger_id: str) -> bool:
+        """Whether Flink knows the savepoint operation ``trigger_id`` of ``job_id`` (requested by an earlier try)."""
+        try:
+            hook.get_savepoint_status(job_id, trigger_id)
+        except FlinkJobNotFound:  # Flink answers 404 for an operation it does not know
+            return False
+        return True
+
+    def _stopped_by_earlier_try(self, hook: FlinkRestHook, context: Context) -> str | None:
+        """The job of ``job_name`` that an earlier try of this task instance stopped with a savepoint (the try died
+        before it recorded the result, so no job of the name is active any more), newest first; else None."""
+        for job in sorted(hook.find_jobs_by_name(self.job_name), key=lambda j: j.start_time_ms, reverse=True):
+            if job.state is JobState.FINISHED and self._operation_exists(hook, job.job_id,
+                                                                        trigger_id_for(context, job.job_id, "stop")):
+                return job.job_id
+        return None
 
     def execute_complete(self, context: Context, event: dict) -> str | None:
         """Raise the path's exception for a failed event; return the savepoint path (None after a cancel)."""
