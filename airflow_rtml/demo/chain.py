@@ -113,11 +113,13 @@ class Chain:
                   "samples_delay_seconds": chain.samples_delay_seconds,
                   "archive_samples_delay_seconds": chain.archive_samples_delay_seconds,
                   "archive_samples_delay_minutes": chain.archive_samples_delay_seconds // 60,
-                  "hourly_partition_commit": HOURLY_PARTITION_COMMIT,
+                  "hourly_partition_commit": HOURLY_PARTITION_COMMIT, "version_marker": VERSION_MARKER,
                   **{f"{k}_path": t.location for k, t in chain.archive_tables(warehouse).items()}}
         # Per-record watermarks where a backfill must reproduce the live late decisions (the feature job). Not in
         # the sample-feature join: with them, one demo run joined 1,381 of 18,060 samples with a stale offline
-        # version (0 without; not root-caused yet), so that job keeps Flink's periodic emission.
+        # version. The cause: a version's first row moved the offline side's watermark past the hour before the
+        # version's other rows arrived (periodic emission only made it rarer); now only its marker row does
+        # (sample_features.sql). That job keeps Flink's periodic emission.
         values["samples_watermark_options"] = (",\n        'scan.watermark.emit.strategy' = 'on-event'"
                                                if job in WATERMARK_PER_RECORD else "")
         values["samples_in"] = (Path(jobs_dir) / "_samples_in.sql").read_text().format(**values)
@@ -149,7 +151,8 @@ class Chain:
                  ("samples", "user_features", "item_features", "offline_user_features", "offline_item_features"),
                  ("training_samples", "training_samples_archive"), (Path("sample_features.sql"), SAMPLES_IN), {},
                  "point-in-time join of samples with real-time and offline features"),
-            Node("training", "train", ("training_samples_archive",), ("model",), "airflow_rtml.demo.training", {},
+            Node("training", "train", ("training_samples_archive",), ("model",), "airflow_rtml.demo.training",
+                 {"promotion_metric": "auc", "promotion_min_gain": 0.0},  # the promotion rule (airflow_rtml.models)
                  "one model version per closed hour"),
             Node("evaluation_report", "evaluate", ("evaluation",), ("ctr_report",), "airflow_rtml.demo.evaluation",
                  {}, "the hour's CTR per bucket"),
@@ -163,13 +166,16 @@ class Chain:
         if inst.owner != plan.name:
             raise ChainError(f"Node {node!r} of chain {plan.name!r} is shared with {inst.owner!r}: it runs once, "
                              f"as {inst.job_name or 'a batch step'} of {inst.owner!r}, not as a job of its own.")
-        params: dict = {}
-        for n in plan.definition.nodes:  # a job may depend on another node's parameter (the samples' delay does)
-            params.update(n.params)
-        params.update(plan.definition.node(node).params)
-        unknown = sorted(set(params) - {f.name for f in fields(Chain)})
+        settings = {f.name for f in fields(Chain)}
+        own = plan.definition.node(node).params
+        unknown = sorted(set(own) - settings)
         if unknown:
-            raise UnknownChainParameter(f"The demo chain has no setting(s) {unknown} (node {node!r}).")
+            raise UnknownChainParameter(f"Node {node!r}'s parameter(s) {unknown} are no setting of the demo chain's "
+                                        f"jobs (settings: {sorted(settings)}).")
+        params: dict = {}
+        for n in plan.definition.nodes:  # a job may depend on another node's setting (the samples' delay does)
+            params.update({k: v for k, v in n.params.items() if k in settings})
+        params.update(own)
         chain = replace(self, prefix=plan.naming.topic_prefix, job_prefix=plan.naming.job_prefix, **params)
         reads = {d: phys for d, phys in {**inst.inputs, **inst.outputs}.items() if d in chain.topics}
         return chain, {**chain.topics, **reads}, inst.job_name
