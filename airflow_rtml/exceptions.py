@@ -227,6 +227,10 @@ class DataQualityConfigError(DataQualityError):
     says how to fix it."""
 
 
+class ModelRegistryError(RtmlError):
+    """A model registry file cannot be read (not JSON, not a registry); the message says how to fix it."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The error vocabulary, mapped once. A stream reader turns what went wrong into an error kind (exception ->
 # kind: :func:`error_kind`); a wait that ends on it carries the kind as its event's ``reason``; the task that

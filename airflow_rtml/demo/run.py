@@ -26,7 +26,7 @@ from airflow_rtml.progress import describe
 
 DAGS = ("rtml_demo_streams", "rtml_demo_sample_hours", "rtml_demo_train_hourly", "rtml_demo_eval_hours",
         "rtml_demo_evaluate_hourly", "rtml_demo_archive_hours", "rtml_demo_archive_commit",
-        "rtml_demo_offline_features", "feature_backfill")
+        "rtml_demo_offline_features", "feature_backfill", "rtml_demo_serve_model")
 CONTINUOUS = ("rtml_demo_sample_hours", "rtml_demo_eval_hours", "rtml_demo_archive_hours")
 
 
@@ -143,11 +143,15 @@ def partition_visible(api: AirflowApi, chain: Chain, since: str) -> dict[str, fl
 
 def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: int = 7,
              progress: Callable[[str], None] = print, timeout_s: float | None = None, backfill_hours: int = 0,
-             on_summary: Callable[[dict], None] | None = None) -> dict:
+             on_summary: Callable[[dict], None] | None = None, anomaly_hours: tuple[int, ...] = ()) -> dict:
     """Run the chain for ``hours`` event-time hours; return the summary (also printed by the CLI).
 
     ``on_summary`` gets the summary as soon as it is complete, before what the demo started is stopped (the CLI
     prints it then, so the reader does not wait for the teardown).
+
+    ``anomaly_hours``: the source withholds half the clicks of these event-time hours (0 = the first), an anomaly
+    the training's data-quality check must catch: exactly those hours are blocked (``summary["dqc"]``), the
+    others train.
 
     ``backfill_hours``: then replay the first that many archived hours through the live feature SQL (DAG
     ``feature_backfill``) and check the result equals the live job's output row for row (``summary["backfill"]``).
@@ -159,8 +163,8 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
     started = stack.up()
     tag = time.strftime("%m%d%H%M%S")
     chain = Chain(prefix=f"rtml.demo.{tag}", job_prefix=f"rtml-demo-{tag}", bootstrap=stack.cfg.kafka_bootstrap)
-    source_cfg = replace(DemoConfig(seed=seed, speedup=speedup), impressions_topic=chain.topics["impressions"],
-                         clicks_topic=chain.topics["clicks"])
+    source_cfg = replace(DemoConfig(seed=seed, speedup=speedup, drop_clicks_hours=tuple(anomaly_hours)),
+                         impressions_topic=chain.topics["impressions"], clicks_topic=chain.topics["clicks"])
     api = AirflowApi(stack.cfg.airflow_url)
     api.set_variable("rtml_demo", {"prefix": chain.prefix, "job_prefix": chain.job_prefix,
                                    "bootstrap": chain.bootstrap, "start_ms": source_cfg.start_ms})
@@ -204,6 +208,7 @@ def run_demo(hours: int = 3, keep: bool = False, speedup: float = 60.0, seed: in
         source.join(timeout=60)
         summary = _summary(stack, chain, ledgers, ledger_summary(ledgers[:hours]), trained, evaluated)
         summary["hive"] = hive_summary(stack, chain, sorted(hour_keys))
+        summary["dqc"] = dqc_summary(stack, chain, sorted(hour_keys))
         summary["freshness_s"] = freshness(api, chain, since)
         summary["partition_visible_s"] = partition_visible(api, chain, since)
         if backfill_hours:
@@ -275,6 +280,22 @@ def _cancel_jobs(stack: LocalStack, chain: Chain) -> None:
                 hook.cancel_job(job.job_id)
 
 
+def dqc_summary(stack: LocalStack, chain: Chain, hour_keys: list[str]) -> dict:
+    """Per hour, the training samples' data-quality report (``_DQC.json`` beside the partition): rows, blocked and
+    warning rules; None for an hour not checked."""
+    from airflow_rtml.offline.archive import hour_values, read_window_report
+
+    table = chain.archive_tables(stack.cfg.warehouse_dir)["training_samples"]
+    out = {}
+    for key in hour_keys:
+        start_ms = int(datetime.fromisoformat(key.replace("Z", "+00:00")).timestamp() * 1000)
+        report = read_window_report(table, hour_values(start_ms))
+        out[key] = None if report is None else {
+            "rows": report["rows"], "blocked": report["blocked"], "warnings": report["warnings"],
+            "label_join_rate": next((r["value"] for r in report["results"] if r["rule"] == "label_join_rate"), None)}
+    return out
+
+
 def hive_summary(stack: LocalStack, chain: Chain, hour_keys: list[str]) -> dict:
     """Per hour: which of the chain's Hive partitions are registered (and their rows); the archive's late count."""
     from airflow_rtml.offline.archive import hour_values, read_partition
@@ -326,6 +347,9 @@ def _summary(stack, chain: Chain, ledgers, truth: dict, trained: list[dict], eva
              "holdout_auc": e["holdout"]["auc"], "log_loss": e["progressive"]["log_loss"], "promoted": e["promoted"]}
             for v, e in sorted(registry["versions"].items(), key=lambda kv: int(kv[0]))],
         "current_model": registry["current"],
+        # what the promotion-scheduled DAG rtml_demo_serve_model deployed (it may lag the last promotion by seconds)
+        "serving": json.loads((demo_dir / "models" / "serving.json").read_text())["version"]
+        if (demo_dir / "models" / "serving.json").exists() else None,
         "ctr_per_bucket": {r["hour_start"]: {b: v["ctr"] for b, v in r["buckets"].items()} for r in reports},
         "winner_per_hour": {r["hour_start"]: r["winner"] for r in reports},
         "truth_check": truth_check(reports, [led for led in ledgers if led.start_ms in trained_ms]),
@@ -344,8 +368,10 @@ def _summary(stack, chain: Chain, ledgers, truth: dict, trained: list[dict], eva
 def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
     out("")
     out(f"== airflow-rtml demo summary (chain {s['chain']}, {s['wall_seconds']} s) ==")
-    out(f"event-time hours closed and trained: {len(s['windows_closed'])} {s['windows_closed']}")
-    out(f"DAG runs: training {s['dag_runs']['train']}, evaluation {s['dag_runs']['evaluate']}")
+    out(f"event-time hours closed (each trained unless its data quality blocked it): {len(s['windows_closed'])} "
+        f"{s['windows_closed']}")
+    out(f"DAG runs: training {s['dag_runs']['train']}, evaluation {s['dag_runs']['evaluate']}; current model "
+        f"v{s.get('current_model')}, serving v{s.get('serving')} (deployed on its promotion event)")
     for m in s["model_versions"]:
         out(f"  model v{m['version']} (hour {m['hour']}): progressive AUC {m['progressive_auc']}, holdout AUC "
             f"{m['holdout_auc']}, log loss {m['log_loss']}{', promoted' if m['promoted'] else ''}")
@@ -373,6 +399,13 @@ def print_summary(s: dict, out: Callable[[str], None] = print) -> None:
         for hour, row in sorted(h["partitions"].items()):
             out(f"  {hour}: " + ", ".join(f"{t} {'-' if n is None else n}" for t, n in row.items()))
         out(f"records behind the archive's watermark (kept in the archive-late topic): {h['archive_late']}")
+    if s.get("dqc"):
+        out("data quality of the training samples per hour (blocked hours do not train):")
+        for hour, r in sorted(s["dqc"].items()):
+            out(f"  {hour}: " + ("not checked" if r is None else
+                                 f"{r['rows']} rows, label-join rate {r['label_join_rate']}, "
+                                 + (f"BLOCKED by {', '.join(r['blocked'])}" if r["blocked"] else "passed")
+                                 + (f" (warnings: {', '.join(r['warnings'])})" if r["warnings"] else "")))
     fc = s["feature_crossing"]
     out(f"feature-crossing violations: {fc['future']} future, {fc['stale']} stale, of {fc['checked']} samples")
     if s.get("offline_feature_crossing"):

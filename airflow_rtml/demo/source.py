@@ -65,6 +65,8 @@ class DemoConfig:
     lateness_ms: int = 60_000  # the consumers' allowed out-of-orderness; late events arrive >= 3 * this behind
     malformed_per_hour: int = 15
     speedup: float = 60.0  # event-time seconds per wall-clock second
+    drop_clicks_hours: tuple[int, ...] = ()  # an injected anomaly: in these hours, drop_clicks_fraction of the
+    drop_clicks_fraction: float = 0.5  # clicks is never sent (the ledger counts only what was sent)
     impressions_topic: str = "rtml.demo.impressions"
     clicks_topic: str = "rtml.demo.clicks"
 
@@ -74,6 +76,8 @@ class DemoConfig:
             raise ValueError("Need 0 <= max_out_of_order_ms < lateness_ms and 6 * lateness_ms + max_out_of_order_ms"
                              " < 1 hour, so that on-time records are on time and late ones fit in their hour.")
         treatment_ctr = self.base_ctr * (1 + self.treatment_lift)
+        if not 0 <= self.drop_clicks_fraction <= 1:
+            raise ValueError("Need 0 <= drop_clicks_fraction <= 1.")
         if not 0 < treatment_ctr < 1 or not 0 < self.base_ctr or self.speedup <= 0 or min(self.users, self.items) < 2:
             raise ValueError("Need 0 < base_ctr, base_ctr * (1 + treatment_lift) < 1, speedup > 0 and at least "
                              "2 users and 2 items.")
@@ -107,6 +111,7 @@ class HourLedger:
     malformed: int
     late: int
     malformed_by_topic: dict[str, int] = field(default_factory=dict)
+    dropped_clicks: int = 0  # clicks an injected anomaly withheld (DemoConfig.drop_clicks_hours): not in ``clicks``
 
     def true_ctr(self, bucket: str) -> float:
         return self.clicks[bucket] / self.impressions[bucket] if self.impressions[bucket] else 0.0
@@ -199,6 +204,8 @@ def generate_hour(cfg: DemoConfig, hour_index: int) -> tuple[list[Emission], Hou
     ledger = HourLedger(hour_index, start, start + HOUR_MS, dict.fromkeys(BUCKETS, 0), dict.fromkeys(BUCKETS, 0),
                         cfg.malformed_per_hour, cfg.late_per_hour, {cfg.impressions_topic: 0, cfg.clicks_topic: 0})
     out: list[Emission] = []
+    # The anomaly draws from its own generator, so every other record is the same as without it.
+    drop = random.Random(f"{cfg.seed}:drop:{hour_index}") if hour_index in cfg.drop_clicks_hours else None
 
     def arrive(ts: int) -> float:  # the wall offset of an arrival up to max_out_of_order_ms after event time ts
         return cfg.wall_offset(ts + rng.uniform(0, cfg.max_out_of_order_ms))
@@ -211,7 +218,11 @@ def generate_hour(cfg: DemoConfig, hour_index: int) -> tuple[list[Emission], Hou
         if rng.random() < model.p(user, item):
             click = {"imp_id": imp["imp_id"], "user": user, "item": item,
                      "ts": ts + int(rng.triangular(1, cfg.attribution_ms, 1))}  # in [1, attribution_ms], early-heavy
-            out.append(_emission(cfg.clicks_topic, click, arrive(click["ts"]), "click"))
+            arrival = arrive(click["ts"])
+            if drop is not None and drop.random() < cfg.drop_clicks_fraction:
+                ledger.dropped_clicks += 1
+                continue
+            out.append(_emission(cfg.clicks_topic, click, arrival, "click"))
             ledger.clicks[imp["bucket"]] += 1
     out.sort(key=lambda e: e.wall_offset_s)
     # Late impressions: each sent right after an on-time impression k, 3..6 lateness behind the max sent so far.
@@ -298,7 +309,8 @@ def _describe(ledger: HourLedger) -> str:
     per_bucket = ", ".join(f"{b} {ledger.clicks[b]}/{ledger.impressions[b]} (CTR {ledger.true_ctr(b):.4f})"
                            for b in BUCKETS)
     return f"hour {ledger.hour_index} [{start} +1h) sent: clicks/impressions {per_bucket}; " \
-           f"late {ledger.late}, malformed {ledger.malformed}"
+           f"late {ledger.late}, malformed {ledger.malformed}" + \
+           (f"; ANOMALY: {ledger.dropped_clicks} clicks withheld" if ledger.dropped_clicks else "")
 
 
 def run_source(cfg: DemoConfig, hours: int, *, bootstrap: str = "127.0.0.1:9092", pace: bool = True,

@@ -2,7 +2,8 @@
 measure the current model on it before learning from it (progressive validation), update, register a version.
 
 Guarantees: a version is a pure function of its hour and the previous version's artifact — version ``v`` is
-hour ``v - 1`` since the chain's start, trained from artifact ``v - 1`` on that hour's samples read in a fixed
+hour ``v - 1`` since the chain's start, trained from the newest earlier artifact (``v - 1``, or the one before
+the hours a data-quality rule blocked: a blocked hour has no version) on that hour's samples read in a fixed
 order (deduplicated by impression id: the sink is at-least-once) — so a retried or cleared run rewrites the
 same artifact and registry entry instead of adding a version. Promotion compares candidate and current model on
 the hour's holdout slice (every fifth impression by id hash, not trained on).
@@ -11,14 +12,15 @@ the hour's holdout slice (every fifth impression by id hash, not trained on).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HOUR_MS = 3_600_000
 
+from airflow_rtml.models import ModelRegistry, PromotionRule  # noqa: E402
 from airflow_rtml.streams.topics import read_topic  # noqa: E402,F401 - the demo's readers use it from here
 
 
@@ -68,20 +70,42 @@ def _load(path: Path):
     return pickle.loads(path.read_bytes()) if path.exists() else None
 
 
-def train_hour(rows: list[dict], *, version: int, models_dir: Path, hour_start_ms: int) -> dict:
-    """Train version ``version`` from version ``version - 1`` on one hour; register it; promote if better.
+class PreviousVersionNotReady(RuntimeError):
+    """The version to train from is not trained yet, and its hour was not blocked either: retry later."""
 
-    Returns the registry entry: ``{"version", "hour_start_ms", "artifact", "progressive": {auc, log_loss, n},
-    "holdout": {...}, "current_holdout": {...}, "promoted", "samples", "positives"}``.
+
+def previous_version(version: int, models_dir: Path, blocked: Callable[[int], bool]) -> int:
+    """The version that version ``version`` trains from: the newest earlier version trained, skipping the hours
+    data-quality checks blocked (``blocked(v)``: was version ``v``'s hour blocked?). 0 when every earlier hour
+    was blocked (train from scratch). Raises :class:`PreviousVersionNotReady` when an earlier hour is neither
+    trained nor blocked yet: versions are trained in hour order, so a retry waits for it."""
+    for v in range(version - 1, 0, -1):
+        if (models_dir / f"model-v{v:04d}.pkl").exists():
+            return v
+        if not blocked(v):
+            raise PreviousVersionNotReady(
+                f"model version {v} (hour {v - 1} of the chain) is not trained yet and its hour was not blocked by "
+                "a data-quality rule; retrying")
+    return 0
+
+
+def train_hour(rows: list[dict], *, version: int, models_dir: Path, hour_start_ms: int,
+               previous_version: int | None = None, rule: PromotionRule | None = None) -> dict:
+    """Train version ``version`` from ``previous_version`` (default ``version - 1``; 0: none) on one hour; register
+    it in the chain's :class:`~airflow_rtml.models.ModelRegistry`; promote it when ``rule`` (the training node's
+    :class:`~airflow_rtml.models.PromotionRule`; default: holdout AUC at least the current version's) says so.
+
+    Returns the registry entry: ``{"version", "hour_start_ms", "artifact", "previous_version", "progressive":
+    {auc, log_loss, n}, "holdout": {...}, "current_holdout": {...}, "promoted", "samples", "positives"}``.
     """
     from sklearn.linear_model import SGDClassifier
 
     models_dir.mkdir(parents=True, exist_ok=True)
-    previous = _load(models_dir / f"model-v{version - 1:04d}.pkl")
-    registry_path = models_dir / "registry.json"
-    registry = json.loads(registry_path.read_text()) if registry_path.exists() else {"versions": {}, "current": None}
-    current_version = registry["current"]
-    current = _load(models_dir / f"model-v{current_version:04d}.pkl") if current_version else None
+    previous_version = version - 1 if previous_version is None else previous_version
+    previous = _load(models_dir / f"model-v{previous_version:04d}.pkl") if previous_version else None
+    registry = ModelRegistry(models_dir / "registry.json")
+    current_version = registry.current()
+    current = _load(Path(current_version.artifact)) if current_version else None
 
     train = [r for r in rows if not is_holdout(r["imp_id"])]
     holdout = [r for r in rows if is_holdout(r["imp_id"])]
@@ -93,20 +117,14 @@ def train_hour(rows: list[dict], *, version: int, models_dir: Path, hour_start_m
     artifact = models_dir / f"model-v{version:04d}.pkl"
     artifact.write_bytes(pickle.dumps(model))
 
-    candidate_m, current_m = metrics(model, holdout), metrics(current, holdout)
-    earlier = registry["versions"].get(str(version))
-    if earlier is not None:  # a re-run of this hour: same version, same promotion decision
-        current_m, promoted = earlier["current_holdout"], earlier["promoted"]
-    else:
-        promoted = current is None or (candidate_m["auc"] or 0) >= (current_m["auc"] or 0)
+    candidate_m = metrics(model, holdout)
+    current_m = metrics(current, holdout) if current is not None else None
+    promoted = (rule or PromotionRule()).decide(candidate_m, current_m)
     entry = {"version": version, "hour_start_ms": hour_start_ms, "artifact": str(artifact),
-             "progressive": progressive, "holdout": candidate_m, "current_holdout": current_m,
-             "promoted": promoted, "samples": len(rows), "positives": sum(int(r["label"]) for r in rows)}
-    registry["versions"][str(version)] = entry
-    if promoted and earlier is None:
-        registry["current"] = version
-    registry_path.write_text(json.dumps(registry, indent=2, sort_keys=True))
-    return entry
+             "previous_version": previous_version, "progressive": progressive, "holdout": candidate_m,
+             "current_holdout": current_m or metrics(None, holdout), "promoted": promoted, "samples": len(rows),
+             "positives": sum(int(r["label"]) for r in rows)}
+    return registry.record(entry)  # a re-run of this hour keeps its first promotion decision
 
 
 def wilson_interval(clicks: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -336,7 +336,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(hours=args.hours, keep=args.keep, speedup=args.speedup, seed=args.seed,
                        progress=_progress_printer(), backfill_hours=args.backfill_hours,
-                       on_summary=print_summary)  # printed before the teardown, not after it
+                       on_summary=print_summary,  # printed before the teardown, not after it
+                       anomaly_hours=tuple(args.anomaly_hour or ()))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     if not summary.get("truth_check", {}).get("ok"):
@@ -447,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="the synthetic source's seed")
     demo.add_argument("--keep", action="store_true", help="leave the stack and the chain running for exploring")
     demo.add_argument("--json", help="also write the summary as JSON to this file")
+    demo.add_argument("--anomaly-hour", type=int, action="append", metavar="H",
+                      help="withhold half the clicks of event-time hour H (0 = the first; repeat for more): the "
+                           "training's data-quality check blocks exactly that hour, the others train")
     demo.add_argument("--backfill-hours", type=int, default=0, metavar="N",
                       help="then replay the first N archived hours through the live feature SQL and check the "
                            "result equals the live job's output row for row (DAG feature_backfill)")

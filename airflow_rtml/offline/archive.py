@@ -12,6 +12,7 @@ No Airflow import here: the operator (``operators/hive.py``), the demo and the t
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -111,6 +112,28 @@ def data_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+
+
+#: The per-window data-quality report (``WindowQualityCheckOperator``), beside the partition's data. Its leading
+#: ``_`` keeps it out of every reader (Hive, Spark, pyarrow and :func:`data_files` skip such files).
+DQC_REPORT_FILE = "_DQC.json"
+
+
+def write_window_report(table: ArchiveTable, values: Sequence[str], report: dict) -> Path:
+    """Write the data-quality report of one partition (atomically: a reader never sees half of it)."""
+    directory = table.partition_dir(values)
+    path, tmp = directory / DQC_REPORT_FILE, directory / f".{DQC_REPORT_FILE}.tmp"
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def read_window_report(table: ArchiveTable, values: Sequence[str]) -> dict | None:
+    """The data-quality report of one partition, or None when it was not checked (yet)."""
+    try:
+        return json.loads((table.partition_dir(values) / DQC_REPORT_FILE).read_text())
+    except FileNotFoundError:
+        return None
 
 
 def wait_committed(table: ArchiveTable, values: Sequence[str], timeout_s: float = 60.0,

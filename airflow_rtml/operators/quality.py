@@ -15,7 +15,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from airflow_rtml.exceptions import OfflineError
-from airflow_rtml.offline.archive import ArchiveTable, data_files, hour_values, read_partition, wait_committed
+from airflow_rtml.offline.archive import (
+    ArchiveTable, data_files, hour_values, read_partition, wait_committed, write_window_report,
+)
 from airflow_rtml.quality import QualityReport, Rule, check_rules, evaluate
 
 
@@ -26,7 +28,9 @@ class WindowQualityCheckOperator(BaseOperator):
     Only a committed window is checked: the operator waits up to ``commit_timeout`` for Flink's success file and
     raises :class:`~airflow_rtml.exceptions.PartitionNotCommitted` otherwise, never checking partial data. Each
     result is logged; the report (``rows``, ``blocked``, ``warnings``, every rule's value) is the task's XCom
-    (key ``dqc``) and the ``dqc`` entry of each outlet's asset event, next to ``window_start_ms``.
+    (key ``dqc``), the ``dqc`` entry of each outlet's asset event, next to ``window_start_ms``, and the window's
+    report file ``_DQC.json`` beside its data (:func:`~airflow_rtml.offline.archive.read_window_report`: how a
+    later window's step tells a blocked window from one not checked yet; readers skip ``_`` files).
 
     - A failed ``block`` rule: every notifier is called, then the task is **skipped** with the rule named, so the
       window's downstream tasks skip too (default trigger rule) — e.g. training skips that hour and its log and the
@@ -82,6 +86,7 @@ class WindowQualityCheckOperator(BaseOperator):
                 self.table.partition_ref(values), r.message)
         result = {"window_start_ms": window.start_ms, "window_end_ms": window.end_ms,
                   "partition": self.table.partition_ref(values), **report.as_dict()}
+        write_window_report(self.table, values, result)  # the per-window report, beside the window's data
         context["ti"].xcom_push(key="dqc", value=result)
         events = context.get("outlet_events")
         for outlet in (getattr(self, "outlets", None) or []) if events is not None else []:

@@ -1,6 +1,7 @@
-"""The README's demo, for real: the chain runs two event-time hours on the local stack (Flink jobs submitted by
+"""The README's demo, for real: the chain runs three event-time hours on the local stack (Flink jobs submitted by
 the demo DAGs, the real triggerer, partitioned training and evaluation runs) and is checked against the
-synthetic source's ground truth."""
+synthetic source's ground truth. Hour 1 carries an injected anomaly (the source withholds half its clicks): the
+training's per-window data-quality check must block exactly that hour."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from airflow_rtml.demo.run import run_demo
 from airflow_rtml.local.airflow_api import AirflowApi
 from airflow_rtml.demo.training import HOUR_MS, hour_rows, metrics, read_topic
 
-HOURS = 2
+HOURS = 3
+ANOMALY_HOUR = 1  # half its clicks withheld at the source: DQC blocks it
+SPEEDUP = 90.0  # event-time seconds per second: an hour in 40 s (the README's demo plays 60x)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,8 @@ def demo(stack_config):
     LocalStack(stack_config).up()
     os.environ.setdefault("AIRFLOW_CONN_FLINK_DEFAULT", f"flink-rest://127.0.0.1:{stack_config.ports.flink_rest}")
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
-    summary = run_demo(hours=HOURS, keep=True, progress=lambda m: print(m, flush=True), backfill_hours=1)
+    summary = run_demo(hours=HOURS, keep=True, progress=lambda m: print(m, flush=True), backfill_hours=1,
+                       anomaly_hours=(ANOMALY_HOUR,), speedup=SPEEDUP)
     print(json.dumps(summary, indent=2))
     yield summary, since, stack_config
     from airflow_rtml.demo.run import _cancel_jobs
@@ -79,7 +83,10 @@ def test_point_in_time_features_dead_letters_and_late_events(demo):
 def test_model_versions_are_an_unbroken_sequence_and_learn_the_hidden_model(demo):
     summary, _, cfg = demo
     versions = summary["model_versions"]
-    assert [v["version"] for v in versions] == list(range(1, HOURS + 1))
+    # the blocked hour has no version; the hour after it trained from the version before it
+    assert [v["version"] for v in versions] == [h + 1 for h in range(HOURS) if h != ANOMALY_HOUR]
+    registry = json.loads((cfg.home / "demo" / summary["chain"] / "models" / "registry.json").read_text())
+    assert registry["versions"][str(ANOMALY_HOUR + 2)]["previous_version"] == ANOMALY_HOUR
     assert all(v["holdout_auc"] is not None for v in versions)
     assert versions[-1]["progressive_auc"] is not None
     # Held-out hour: the hour after the last trained one, never trained on.
@@ -159,6 +166,9 @@ def test_each_hour_lands_in_hive_partitions_registered_once_and_training_reads_e
         assert row["training_samples"] == row["samples"] + late.get("samples", 0), (key, row, late)
         assert late.get("samples", 0) <= row["samples"] // 100, (key, late)  # rare, not a stream outrun
         hour_ms = calendar.timegm(time.strptime(key, "%Y-%m-%dT%H:%M:%SZ")) * 1000
+        if key == _demo_hours()[ANOMALY_HOUR]:
+            assert hour_ms not in by_hour  # blocked by DQC: not trained
+            continue
         assert by_hour[hour_ms]["samples"] == row["training_samples"], (key, by_hour[hour_ms])
     runs = _api(cfg).get("/dags/rtml_demo_archive_commit/dagRuns", params={"limit": 100, "run_after_gte": since})
     done = sorted(r["partition_key"] for r in runs.json()["dag_runs"] if r["state"] == "success"
@@ -197,3 +207,44 @@ def test_the_backfill_through_the_live_feature_sql_equals_the_live_output(demo):
         assert r["matched"] > 100 and r["missing"] == r["extra"] == r["duplicates_backfill"] == 0, (sink, r)
         assert set(r["mismatch"].values()) == {0}, (sink, r)
     assert b["input_records"] >= 6000  # the hour's samples (and the look-ahead hour's)
+
+
+def test_exactly_the_anomalous_hour_is_blocked_by_dqc_naming_the_rule(demo):
+    """Issue 14: half the clicks of one hour withheld at the source → that hour's label-join rate halves, its
+    training is skipped with the rule named; every other hour passes its checks and trains."""
+    summary, since, cfg = demo
+    hours = _demo_hours()
+    dqc = summary["dqc"]
+    assert dqc[hours[ANOMALY_HOUR]]["blocked"] == ["label_join_rate"], dqc
+    assert all(dqc[h]["blocked"] == [] for h in hours if h != hours[ANOMALY_HOUR]), dqc
+    normal = [dqc[h]["label_join_rate"] for h in hours if h != hours[ANOMALY_HOUR]]
+    assert dqc[hours[ANOMALY_HOUR]]["label_join_rate"] < 0.7 * min(normal), dqc  # the anomaly is real
+    with _api(cfg) as c:
+        runs = c.get("/dags/rtml_demo_train_hourly/dagRuns", params={"run_after_gte": since, "limit": 100}).json()
+        for run in runs["dag_runs"]:
+            if run["partition_key"] not in hours:
+                continue
+            tis = c.get(f"/dags/rtml_demo_train_hourly/dagRuns/{run['dag_run_id']}/taskInstances").json()
+            states = {t["task_id"]: t["state"] for t in tis["task_instances"]}
+            want = "skipped" if run["partition_key"] == hours[ANOMALY_HOUR] else "success"
+            assert states["dqc_training_samples"] == want and states["train_on_hour"] == want, (run, states)
+
+
+def test_a_promotion_is_an_asset_event_that_the_serving_dag_deploys(demo):
+    """Issue 14: the promotion rule declared with the training node decides; each promotion is an event of
+    rtml_demo_model_promoted; the DAG scheduled on it serves the current version."""
+    from support import wait_for
+
+    from airflow_rtml.models import ModelRegistry
+
+    summary, since, cfg = demo
+    models = cfg.home / "demo" / summary["chain"] / "models"
+    registry = ModelRegistry(models / "registry.json")
+    promoted = [v.version for v in registry.versions() if v.promoted]
+    assert promoted and registry.current().version == promoted[-1]
+    events = [e["extra"] for e in AirflowApi(cfg.airflow_url).asset_events("rtml_demo_model_promoted", since)
+              if (e.get("extra") or {}).get("chain") == summary["chain"]]
+    assert sorted({e["version"] for e in events}) == promoted, (events, promoted)  # exactly the promotions
+    serving = wait_for("the serving DAG to deploy the current version", lambda: (models / "serving.json").exists()
+                       and json.loads((models / "serving.json").read_text())["version"] == promoted[-1], 120, 2)
+    assert serving

@@ -89,3 +89,11 @@ def test_the_clone_dag_registers_like_the_command(tmp_path, monkeypatch):
 
     with pytest.raises(UnknownChainNode):
         fn(params={"base": "demo", "name": "x", "sets": ["nope.a=1"]})
+
+
+def test_the_demo_training_checks_each_hours_quality_before_it_trains_and_announces_promotions_after():
+    dag = _bag(REPO / "dags" / "rtml_demo_training.py").dags["rtml_demo_train_hourly"]
+    assert _edges(dag) == {("register_training_partition", "training_partition_registered"),
+                           ("training_partition_registered", "dqc_training_samples"),
+                           ("dqc_training_samples", "train_on_hour"), ("train_on_hour", "announce_promotion")}
+    assert [o.name for o in dag.get_task("announce_promotion").outlets] == ["rtml_demo_model_promoted"]

@@ -12,7 +12,7 @@ import pytest
 from support import ti_context
 
 from airflow_rtml.exceptions import DataQualityConfigError, PartitionNotCommitted
-from airflow_rtml.offline.archive import SUCCESS_FILE, ArchiveTable, hour_values
+from airflow_rtml.offline.archive import SUCCESS_FILE, ArchiveTable, hour_values, read_partition
 from airflow_rtml.quality import Check, MeanBetween, NullRatio, RowCount, ValueRange, VolumeVsBaseline, evaluate
 
 HOUR = 3_600_000
@@ -109,6 +109,13 @@ def test_a_blocking_failure_skips_the_window_naming_the_rule_and_notifies(tmp_pa
     for k in range(1, 3):
         ok = _operator(table, rules=rules, partition_key=_iso(H0 + k * HOUR)).execute(ti_context("dqc"))
         assert ok["blocked"] == [] and ok["rows"] == 100
+    # the per-window report beside the data: a later step tells a blocked window from one not checked yet
+    from airflow_rtml.offline.archive import read_window_report
+
+    assert read_window_report(table, hour_values(H0 + 3 * HOUR))["blocked"] == ["label_join_rate"]
+    assert read_window_report(table, hour_values(H0 + 1 * HOUR))["blocked"] == []
+    assert read_window_report(table, hour_values(H0)) is None  # never checked
+    assert read_partition(table, hour_values(H0 + 3 * HOUR)).num_rows == 100  # readers skip the report file
 
 
 def test_a_warning_only_notifies(tmp_path):
