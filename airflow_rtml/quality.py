@@ -9,7 +9,9 @@ Pure: no Airflow import. :class:`~airflow_rtml.operators.quality.WindowQualityCh
 runs the rules in a DAG.
 
 Rules: :class:`RowCount`, :class:`VolumeVsBaseline`, :class:`NullRatio`, :class:`ValueRange`, :class:`MeanBetween`
-(e.g. a label-join rate: the mean of a 0/1 label), and :class:`Check` (your own Python function of the table).
+(e.g. a label-join rate: the mean of a 0/1 label), :class:`FeatureCrossing` (rows joined with a feature from their
+own future), :class:`Check` (your own Python function of the table) and :class:`SqlCheck` (your own SQL over it,
+run by DuckDB).
 """
 
 from __future__ import annotations
@@ -252,6 +254,76 @@ class Check(_Rule):
         except Exception as exc:  # noqa: BLE001 - a user's rule failing is that rule's result, not the task's crash
             return self._result(False, None, "no error", f"raised {type(exc).__name__}: {exc}")
         return self._result(_within(number, self.min, self.max), number, want, f"{number:g}, expected {want}")
+
+
+@dataclass(frozen=True)
+class FeatureCrossing(_Rule):
+    """No row carries a feature from its own future: the number of rows whose ``version_column`` (the feature
+    version it was joined with) is later than its ``time_column`` (its event time) is at most ``max_count``
+    (default 0). A row without a feature (null version) is no crossing. Give one rule per feature."""
+
+    version_column: str = ""
+    time_column: str = ""
+    max_count: int = 0
+
+    def _default_name(self) -> str:
+        return f"feature_crossing({self.version_column})"
+
+    def evaluate(self, table, history: Sequence[int]) -> RuleResult:
+        import pyarrow.compute as pc
+
+        later = pc.greater(self._column(table, self.version_column), self._column(table, self.time_column))
+        n = int(pc.sum(pc.fill_null(later, False)).as_py() or 0)
+        return self._result(n <= self.max_count, n, f"<= {self.max_count}",
+                            f"{n} of {table.num_rows} row(s) joined a {self.version_column} later than their "
+                            f"{self.time_column}, expected <= {self.max_count}")
+
+
+@dataclass(frozen=True)
+class SqlCheck(_Rule):
+    """Your own rule in SQL: ``sql`` runs over the window's rows as table ``rows`` (DuckDB, on the Arrow table
+    without a copy) and returns one row, one value: a bool (passed), or a number between ``min`` and ``max``.
+    E.g. ``SqlCheck(name="unbucketed_ratio", sql="SELECT avg(CASE WHEN bucket IS NULL THEN 1 ELSE 0 END)
+    FROM rows", max=0.01)``. A query that fails, or returns another shape, fails the rule with the reason."""
+
+    sql: str = ""
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.name or not self.sql.strip():
+            raise DataQualityConfigError("SqlCheck needs name= and sql= (a query over table 'rows').")
+        try:
+            import duckdb  # noqa: F401
+        except ImportError:
+            raise DataQualityConfigError("SqlCheck needs DuckDB. To fix this, install airflow-rtml[offline] "
+                                         "(or pip install duckdb).") from None
+
+    def evaluate(self, table, history: Sequence[int]) -> RuleResult:
+        import duckdb
+
+        want = "true" if self.min is None and self.max is None else _bounds(self.min, self.max)
+        try:
+            con = duckdb.connect()
+            try:
+                con.register("rows", table)
+                rows = con.execute(self.sql).fetchall()
+            finally:
+                con.close()
+            if len(rows) != 1 or len(rows[0]) != 1:
+                raise ValueError(f"returned {len(rows)} row(s) of {len(rows[0]) if rows else 0} column(s), "
+                                 "expected one value")
+            value = rows[0][0]
+            if isinstance(value, bool):
+                return self._result(value, int(value), "true", "passed" if value else "returned false")
+            if self.min is None and self.max is None:
+                raise TypeError(f"returned {value!r}: a number needs min= or max=, else return a bool")
+            number = None if value is None else float(value)
+        except Exception as exc:  # noqa: BLE001 - a user's query failing is that rule's result, not the task's crash
+            return self._result(False, None, "no error", f"raised {type(exc).__name__}: {exc}")
+        shown = "NULL" if number is None else f"{number:g}"
+        return self._result(_within(number, self.min, self.max), number, want, f"{shown}, expected {want}")
 
 
 Rule = _Rule

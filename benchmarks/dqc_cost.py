@@ -3,8 +3,9 @@
 Side by side, on real Parquet partitions of the demo's size (6,000 training samples per hour) with 1, 24 and 168
 hours archived before the newest one:
 
-- **ours**: ``WindowQualityCheckOperator`` with the demo training's rules (row count, volume against the last 24
-  hours, label range, null users, label-join rate) on the newest committed hour: it reads that partition and only
+- **ours**: ``WindowQualityCheckOperator`` with the demo training's ten rules (row count, volume against the last
+  24 hours, label range, null users, label-join rate, four feature-crossing counts, one SQL rule) on the newest
+  committed hour: it reads that partition and only
   the Parquet footers of the 24 hours before it;
 - **baseline**: the same rules over the whole table, read as one dataset: what a checker that does not know the
   window is complete does (Great Expectations or Soda pointed at the table), per hour.
@@ -32,17 +33,24 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from airflow_rtml.offline.archive import SUCCESS_FILE, ArchiveTable, hour_values
-from airflow_rtml.quality import MeanBetween, NullRatio, RowCount, ValueRange, VolumeVsBaseline, evaluate
+from airflow_rtml.quality import (
+    FeatureCrossing, MeanBetween, NullRatio, RowCount, SqlCheck, ValueRange, VolumeVsBaseline, evaluate,
+)
 
 OUT = Path(__file__).parent / "results" / "dqc_cost.json"
 H0 = 1767225600000
 HOUR = 3_600_000
 ROWS = 6000
+VERSIONS = ("user_version_ms", "item_version_ms", "user_offline_version_ms", "item_offline_version_ms")
 COLUMNS = (("imp_id", "string"), ("user", "string"), ("item", "string"), ("bucket", "string"), ("ts_ms", "bigint"),
-           ("label", "int"))
+           ("label", "int"), *((c, "bigint") for c in VERSIONS))
+# The rules of the demo's training (dags/rtml_demo_training.py), the SQL rule run by DuckDB included.
 RULES = [RowCount(min_rows=1), VolumeVsBaseline(min_ratio=0.5, windows=24), ValueRange(column="label", min=0, max=1),
          NullRatio(column="user", max_ratio=0.0, severity="warn"),
-         MeanBetween(column="label", min=0.07, max=0.2, name="label_join_rate")]
+         MeanBetween(column="label", min=0.07, max=0.2, name="label_join_rate"),
+         *(FeatureCrossing(version_column=c, time_column="ts_ms") for c in VERSIONS),
+         SqlCheck(name="known_buckets", max=0.0,
+                  sql="SELECT avg(CASE WHEN bucket IN ('control', 'treatment') THEN 0 ELSE 1 END) FROM rows")]
 
 
 class _TI:
@@ -51,11 +59,13 @@ class _TI:
 
 
 def _hour(rng: random.Random, start_ms: int) -> pa.Table:
+    ts = [start_ms + rng.randrange(HOUR) for _ in range(ROWS)]
     return pa.table({
+        **{c: pa.array([t - rng.randrange(600_000) for t in ts], pa.int64()) for c in VERSIONS},
         "imp_id": [f"i{start_ms}-{n}" for n in range(ROWS)], "user": [f"u{rng.randrange(500)}" for _ in range(ROWS)],
         "item": [f"t{rng.randrange(200)}" for _ in range(ROWS)],
         "bucket": [rng.choice(("control", "treatment")) for _ in range(ROWS)],
-        "ts_ms": pa.array([start_ms + rng.randrange(HOUR) for _ in range(ROWS)], pa.int64()),
+        "ts_ms": pa.array(ts, pa.int64()),
         "label": pa.array([int(rng.random() < 0.1) for _ in range(ROWS)], pa.int32())})
 
 

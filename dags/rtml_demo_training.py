@@ -26,7 +26,9 @@ from airflow_rtml.demo.chain import Chain
 from airflow_rtml.models import PromotionRule
 from airflow_rtml.operators.hive import ArchivePartitionOperator
 from airflow_rtml.operators.quality import WindowQualityCheckOperator
-from airflow_rtml.quality import MeanBetween, NullRatio, RowCount, ValueRange, VolumeVsBaseline
+from airflow_rtml.quality import (
+    FeatureCrossing, MeanBetween, NullRatio, RowCount, SqlCheck, ValueRange, VolumeVsBaseline,
+)
 from airflow_rtml.sensors.watermark import StreamWindowSensor, window_from_partition_key
 
 HOUR = timedelta(hours=1)
@@ -108,6 +110,11 @@ with DAG(
             ValueRange(column="label", min=0, max=1),
             NullRatio(column="user", max_ratio=0.0, severity="warn"),  # a warning only notifies
             MeanBetween(column="label", min=0.07, max=0.2, name="label_join_rate"),  # the source's CTR is ~0.10
+            # no sample joined with a feature version from its own future (feature crossing = leakage)
+            *(FeatureCrossing(version_column=c, time_column="ts_ms") for c in (
+                "user_version_ms", "item_version_ms", "user_offline_version_ms", "item_offline_version_ms")),
+            SqlCheck(name="known_buckets", max=0.0,  # your own rule in SQL, over the hour's rows as table `rows`
+                     sql="SELECT avg(CASE WHEN bucket IN ('control', 'treatment') THEN 0 ELSE 1 END) FROM rows"),
         ],
     )
     @task(outlets=[PROMOTED])

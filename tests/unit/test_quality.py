@@ -165,3 +165,32 @@ def test_nan_is_outside_every_range():
     t = pa.table({"x": [0.5, float("nan"), 0.7]})
     r = evaluate([ValueRange(column="x", min=0, max=1)], t).results[0]
     assert not r.passed and "1 of 3" in r.message
+
+
+def test_feature_crossing_counts_rows_joined_with_a_feature_from_their_future():
+    from airflow_rtml.quality import FeatureCrossing
+
+    table = pa.table({"ts_ms": [10, 20, 30, 40], "user_version_ms": [5, 20, 31, None]})
+    r = FeatureCrossing(version_column="user_version_ms", time_column="ts_ms").evaluate(table, [])
+    assert not r.passed and r.value == 1 and r.rule == "feature_crossing(user_version_ms)"  # 31 > 30; equal is fine
+    ok = pa.table({"ts_ms": [10, 20], "user_version_ms": [None, 20]})
+    assert FeatureCrossing(version_column="user_version_ms", time_column="ts_ms").evaluate(ok, []).passed
+    with pytest.raises(DataQualityConfigError, match="no column 'nope'"):
+        FeatureCrossing(version_column="nope", time_column="ts_ms").evaluate(ok, [])
+
+
+def test_a_sql_rule_runs_over_the_window_and_a_bad_query_fails_alone():
+    from airflow_rtml.quality import SqlCheck
+
+    table = samples(100, 10)
+    rate = SqlCheck(name="ctr", sql="SELECT avg(label) FROM rows", min=0.05, max=0.2)
+    assert rate.evaluate(table, []).passed and rate.evaluate(table, []).value == pytest.approx(0.1)
+    assert SqlCheck(name="any_click", sql="SELECT bool_or(label = 1) FROM rows").evaluate(table, []).passed
+    low = SqlCheck(name="ctr_low", sql="SELECT avg(label) FROM rows", min=0.5).evaluate(table, [])
+    assert not low.passed and "0.1, expected >= 0.5" in low.message
+    report = evaluate([SqlCheck(name="broken", sql="SELECT nope FROM rows", max=1), RowCount(min_rows=1),
+                       SqlCheck(name="two", sql="SELECT 1, 2", max=3)], table)
+    assert report.blocked == ["broken", "two"] and "Binder Error" in report.results[0].message
+    assert "2 column(s)" in report.results[2].message
+    with pytest.raises(DataQualityConfigError, match="name= and sql="):
+        SqlCheck(sql="SELECT 1")
