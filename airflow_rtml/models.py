@@ -108,7 +108,13 @@ class ModelRegistry:
     def current(self) -> ModelVersion | None:
         """The promoted version serving would use (None before the first)."""
         data = self._read()
-        return None if data["current"] is None else ModelVersion.from_entry(data["versions"][str(data["current"])])
+        if data.get("current") is None:
+            return None
+        entry = data["versions"].get(str(data["current"]))
+        if entry is None:
+            raise ModelRegistryError(f"{self.path} names version {data['current']} current, but has no such version. "
+                                     "To fix this, re-run that version's window (its training rewrites it).")
+        return ModelVersion.from_entry(entry)
 
     def entry(self, version: int) -> dict[str, Any] | None:
         """The raw registry entry of ``version`` (what training wrote: every metric)."""

@@ -103,7 +103,7 @@ with DAG(
 
     # Per-window DQC on the committed hour: a failed blocking rule skips this hour's training, naming the rule.
     dqc = WindowQualityCheckOperator(
-        task_id="dqc_training_samples", table=TRAINING,
+        task_id="dqc_training_samples", table=TRAINING, retries=2, retry_delay=timedelta(seconds=5),
         rules=[
             RowCount(min_rows=1),
             VolumeVsBaseline(min_ratio=0.5, windows=24),  # against the median of the last 24 hours
@@ -144,6 +144,7 @@ with DAG(
     # One run per promotion. The training runs per hour, so its events carry the hour as partition key, and only a
     # partition-aware schedule is triggered by them.
     schedule=PartitionedAssetTimetable(assets=PROMOTED),
+    max_active_runs=1,  # one deployment at a time: two could both read serving.json and the older write last
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     doc_md="Downstream of promotions only: points the demo's serving file at each newly promoted model version "
@@ -156,13 +157,21 @@ with DAG(
         """Write ``serving.json`` next to the models: the newest promoted version (a re-delivered older event
         never moves serving back)."""
         import json
+        import os
 
-        events = [e for evs in (triggering_asset_events or {}).values() for e in evs]
-        newest = max((e.extra for e in events), key=lambda x: x["version"])
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        events = [e.extra for evs in (triggering_asset_events or {}).values() for e in evs
+                  if isinstance(e.extra, dict) and "version" in e.extra and "artifact" in e.extra]
+        if not events:
+            raise AirflowSkipException("no promotion event with a version triggered this run: nothing to deploy")
+        newest = max(events, key=lambda x: x["version"])
         serving = Path(newest["artifact"]).parent / "serving.json"
         if serving.exists() and json.loads(serving.read_text())["version"] >= newest["version"]:
             return json.loads(serving.read_text())
-        serving.write_text(json.dumps(newest, indent=2, sort_keys=True))
+        tmp = serving.with_name(f".serving.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(newest, indent=2, sort_keys=True))
+        os.replace(tmp, serving)  # a reader never sees half of it
         return newest
 
     deploy()

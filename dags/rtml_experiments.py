@@ -1,6 +1,6 @@
 """Experiments of the demo chain: one DAG per clone, which starts the clone's new Flink jobs and shares the rest.
 
-``rtml experiment clone demo NAME --set node.param=value`` (or the DAG ``rtml_experiment_clone`` below, from
+``rtml experiment clone demo NAME --set node.param=value`` (or the DAG ``rtml_clone_experiment`` below, from
 Airflow) registers a clone in the experiment registry. Every registered experiment gets a DAG
 ``rtml_experiment_<name>``, generated from the chain as code (``airflow_rtml/demo/chain.py``): it creates the
 clone's own topics and ensures each of its new stream nodes runs (adopt-or-submit, in the chain's order). The
@@ -19,6 +19,7 @@ from airflow.sdk import DAG, Connection, Param, task
 from airflow_rtml.chain import ChainPlan, ExperimentRegistry
 from airflow_rtml.chain.dags import experiment_dag_id, experiment_dags, stream_tasks
 from airflow_rtml.demo.chain import Chain, submit_operator
+from airflow_rtml.exceptions import ChainError
 
 JOBS_DIR = Path(__file__).parent / "jobs" / "demo"
 WAREHOUSE = os.environ.get("RTML_WAREHOUSE", "/tmp/rtml-warehouse")
@@ -44,12 +45,21 @@ def start_new_nodes(plan: ChainPlan) -> None:
     create_topics() >> list(jobs.values())
 
 
-experiment_dags(REGISTRY.experiments(BUILTIN), start_new_nodes,
+def check(plan: ChainPlan) -> None:
+    """Refuse a plan whose jobs cannot be rendered (before anything starts)."""
+    DEMO.check_plan(plan, JOBS_DIR)
+
+
+try:
+    PLANS = REGISTRY.experiments(BUILTIN)
+except ChainError as unreadable:  # the registry file itself: say so in a DAG, keep the clone DAG below
+    PLANS = {"registry_unreadable": unreadable}
+experiment_dags(PLANS, start_new_nodes, validate=check,
                 default_args={"retries": 2, "retry_delay": timedelta(seconds=5)})
 
 
 with DAG(
-    dag_id="rtml_experiment_clone",
+    dag_id="rtml_clone_experiment",
     schedule=None,
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
@@ -68,7 +78,7 @@ with DAG(
     def register_clone(params: dict | None = None) -> dict:
         """Plan the clone and record it (a clear error, and nothing registered, for an unknown chain, node or
         parameter)."""
-        plan, written = REGISTRY.clone(params["base"], params["name"], params["sets"], BUILTIN)
+        plan, written = REGISTRY.clone(params["base"], params["name"], params["sets"], BUILTIN, check=check)
         return {"experiment": plan.name, "registered": written, "new": plan.owned, "shared": plan.shared,
                 "dag_id": experiment_dag_id(plan.name)}
 

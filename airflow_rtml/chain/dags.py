@@ -54,18 +54,25 @@ def describe_plan(plan: ChainPlan) -> str:
 
 
 def experiment_dags(plans: Mapping[str, ChainPlan | ChainError], build: Callable[[ChainPlan], Any], *,
+                    validate: Callable[[ChainPlan], Any] | None = None,
                     tags: tuple[str, ...] = ("airflow-rtml", "experiment"), **dag_kwargs: Any) -> dict[str, DAG]:
     """One DAG per experiment of ``plans`` (:meth:`~airflow_rtml.chain.ExperimentRegistry.experiments`):
     ``build(plan)`` adds its tasks inside the DAG's context (e.g. with :func:`stream_tasks`).
 
     Each DAG is ``rtml_experiment_<name>``, run on demand (``schedule=None``), tagged ``experiment:<name>`` and
-    ``base:<base>``, with the plan's table as its documentation. A refused entry gets a DAG whose one task fails
-    with the refusal, saying how to fix it.
+    ``base:<base>``, with the plan's table as its documentation. A refused entry (or one ``validate(plan)``
+    refuses with a ``ChainError``) gets a DAG whose one task fails with the refusal, saying how to fix it; the
+    other experiments' DAGs are unaffected.
     """
     dags: dict[str, DAG] = {}
     for name, plan in sorted(plans.items()):
         kwargs = {"schedule": None, "start_date": datetime(2026, 1, 1, tzinfo=timezone.utc), "catchup": False,
                   **dag_kwargs}
+        if validate is not None and not isinstance(plan, ChainError):
+            try:
+                validate(plan)
+            except ChainError as e:
+                plan = e
         if isinstance(plan, ChainError):
             with DAG(dag_id=experiment_dag_id(name), tags=[*tags, f"experiment:{name}"], doc_md=str(plan),
                      **kwargs) as dag:

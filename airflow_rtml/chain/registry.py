@@ -16,7 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ class ExperimentRegistry:
         if name in builtin:
             return builtin[name]
         registered = self.chains()
-        if name not in registered:
+        if name not in registered or not isinstance(registered[name], dict):
             raise ChainNotFound(f"No chain {name!r}: built in are {sorted(builtin)}, registered are "
                                 f"{sorted(registered) or 'none'}. To fix this, clone one: "
                                 f"rtml experiment clone {next(iter(sorted(builtin)), 'BASE')} {name}")
@@ -104,12 +104,16 @@ class ExperimentRegistry:
             return True
 
         for name, entry in sorted(chains.items()):
-            if entry.get("base") is None or not derives_from_builtin(name):
-                continue
             try:
+                if entry.get("base") is None or not derives_from_builtin(name):
+                    continue
                 result[name] = self.plan(name, builtin)
             except ChainError as e:  # ChainNotFound too: this entry alone is refused
                 result[name] = e
+            except (KeyError, TypeError, AttributeError, ValueError) as e:  # a malformed entry: it alone
+                result[name] = ChainError(
+                    f"The registry entry of chain {name!r} in {self.path} is malformed ({type(e).__name__}: {e}). "
+                    f"To fix this, stop it (rtml experiment stop {name}) or remove the entry from the file.")
         return result
 
     # ------------------------------------------------------------------ writing
@@ -117,48 +121,58 @@ class ExperimentRegistry:
         """Record ``plan``. Returns False when it is registered already with the same instances (a retry), True
         when written. Raises :class:`~airflow_rtml.exceptions.ChainError` when a chain of that name is registered
         with other instances (stop it first), or when its base is not registered."""
-        doc = plan.to_json()
         with self._locked() as data:
-            chains = data["chains"]
-            old = chains.get(plan.name)
-            if old is not None:
-                if old["instances"] == doc["instances"]:
-                    return False
-                raise ChainError(
-                    f"Chain {plan.name!r} is registered already with other nodes or settings. To fix this, pick "
-                    f"another experiment name, or stop it first (rtml experiment stop {plan.name}).")
-            taken = {}
-            for name, entry in chains.items():
-                for inst in entry["instances"].values():
-                    for phys in [inst["job_name"], *inst["outputs"].values()]:
-                        if phys:
-                            taken.setdefault(phys, inst["key"])
-            for inst in doc["instances"].values():
-                if inst["owner"] != plan.name:
-                    continue
-                for phys in [inst["job_name"], *inst["outputs"].values()]:
-                    if phys and taken.get(phys, inst["key"]) != inst["key"]:
-                        raise ChainError(
-                            f"Chain {plan.name!r} would name {phys!r} for node {inst['key']!r}, which "
-                            f"{taken[phys]!r} already uses (names join the experiment and the node with '-'). "
-                            "To fix this, pick another experiment name.")
-            if plan.base is not None and plan.base not in chains:
-                raise ChainNotFound(
-                    f"Chain {plan.name!r} is cloned from {plan.base!r}, which is not registered in {self.path}. "
-                    f"Registered: {sorted(chains) or 'none'}.")
-            chains[plan.name] = doc
-            return True
+            return self._add(data, plan)
 
-    def clone(self, base: str, name: str, sets, builtin: Mapping[str, ChainPlan]) -> tuple[ChainPlan, bool]:
+    def _add(self, data: dict[str, Any], plan: ChainPlan) -> bool:
+        """:meth:`register` inside an open transaction (``data``: the file's content, written when it ends)."""
+        doc = plan.to_json()
+        chains = data["chains"]
+        old = chains.get(plan.name)
+        if old is not None:
+            if old["instances"] == doc["instances"]:
+                return False
+            raise ChainError(
+                f"Chain {plan.name!r} is registered already with other nodes or settings. To fix this, pick "
+                f"another experiment name, or stop it first (rtml experiment stop {plan.name}).")
+        taken = {}
+        for name, entry in chains.items():
+            for inst in ((entry.get("instances") or {}) if isinstance(entry, dict) else {}).values():
+                for phys in [inst["job_name"], *inst["outputs"].values()]:
+                    if phys:
+                        taken.setdefault(phys, inst["key"])
+        for inst in doc["instances"].values():
+            if inst["owner"] != plan.name:
+                continue
+            for phys in [inst["job_name"], *inst["outputs"].values()]:
+                if phys and taken.get(phys, inst["key"]) != inst["key"]:
+                    raise ChainError(
+                        f"Chain {plan.name!r} would name {phys!r} for node {inst['key']!r}, which "
+                        f"{taken[phys]!r} already uses (names join the experiment and the node with '-'). "
+                        "To fix this, pick another experiment name.")
+        if plan.base is not None and plan.base not in chains:
+            raise ChainNotFound(
+                f"Chain {plan.name!r} is cloned from {plan.base!r}, which is not registered in {self.path}. "
+                f"Registered: {sorted(chains) or 'none'}.")
+        chains[plan.name] = doc
+        return True
+
+    def clone(self, base: str, name: str, sets, builtin: Mapping[str, ChainPlan],
+              check: Callable[[ChainPlan], Any] | None = None) -> tuple[ChainPlan, bool]:
         """Plan experiment ``name`` from chain ``base`` with ``sets`` (``NODE.PARAM=VALUE`` strings or a mapping)
         and record it; returns the plan and whether it was written (False: the same clone was registered already).
-        A built-in base is recorded with its first clone, so its instances are reference-tracked. Every refusal
-        (unknown chain, node or parameter; a name in use) is raised before anything is written."""
+        A built-in base is recorded with its first clone, in the same transaction, so its instances are
+        reference-tracked. ``check(plan)`` may refuse the plan (raise a ``ChainError``), e.g. when its jobs cannot
+        be rendered. Every refusal (unknown chain, node or parameter; a name in use; the check) is raised before
+        anything is written."""
         base_plan = self.plan(base, builtin)
         plan = clone(base_plan, name, sets)
-        if base_plan.base is None and base_plan.name not in self.chains():
-            self.register(base_plan)
-        return plan, self.register(plan)
+        if check is not None:
+            check(plan)
+        with self._locked() as data:
+            if base_plan.base is None and base_plan.name not in data["chains"]:
+                self._add(data, base_plan)
+            return plan, self._add(data, plan)
 
     def forget(self, name: str) -> None:
         """Drop chain ``name`` (after its :meth:`to_stop` instances were stopped). Forgetting an unknown chain is a

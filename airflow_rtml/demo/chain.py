@@ -6,6 +6,7 @@ three run exactly the same jobs. Job SQL lives beside the DAGs; placeholders ``{
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -152,7 +153,8 @@ class Chain:
                  ("training_samples", "training_samples_archive"), (Path("sample_features.sql"), SAMPLES_IN), {},
                  "point-in-time join of samples with real-time and offline features"),
             Node("training", "train", ("training_samples_archive",), ("model",), "airflow_rtml.demo.training",
-                 {"promotion_metric": "auc", "promotion_min_gain": 0.0},  # the promotion rule (airflow_rtml.models)
+                 {"promotion_metric": "auc", "promotion_min_gain": 0.0, "promotion_lower_is_better": False},
+                 # ^ the promotion rule (airflow_rtml.models.PromotionRule)
                  "one model version per closed hour"),
             Node("evaluation_report", "evaluate", ("evaluation",), ("ctr_report",), "airflow_rtml.demo.evaluation",
                  {}, "the hour's CTR per bucket"),
@@ -172,10 +174,20 @@ class Chain:
         if unknown:
             raise UnknownChainParameter(f"Node {node!r}'s parameter(s) {unknown} are no setting of the demo chain's "
                                         f"jobs (settings: {sorted(settings)}).")
-        params: dict = {}
-        for n in plan.definition.nodes:  # a job may depend on another node's setting (the samples' delay does)
-            params.update({k: v for k, v in n.params.items() if k in settings})
-        params.update(own)
+        # A job may depend on another node's setting (the samples' delay follows the label join's attribution and
+        # lateness). The chain's settings are one set for all its jobs, so a setting two nodes declare must agree.
+        declared: dict[str, dict[str, object]] = {}
+        for n in plan.definition.nodes:
+            for k, v in n.params.items():
+                if k in settings:
+                    declared.setdefault(k, {})[n.name] = v
+        for k, by_node in declared.items():
+            if len({json.dumps(v) for v in by_node.values()}) > 1:
+                raise UnknownChainParameter(
+                    f"Setting {k!r} is declared by nodes {sorted(by_node)} of chain {plan.name!r} with different "
+                    f"values {by_node}: the demo chain's jobs share one value. To fix this, set it on all of them: "
+                    + " ".join(f"--set {n}.{k}=VALUE" for n in sorted(by_node)))
+        params = {k: next(iter(by_node.values())) for k, by_node in declared.items()}
         chain = replace(self, prefix=plan.naming.topic_prefix, job_prefix=plan.naming.job_prefix, **params)
         reads = {d: phys for d, phys in {**inst.inputs, **inst.outputs}.items() if d in chain.topics}
         return chain, {**chain.topics, **reads}, inst.job_name
@@ -187,6 +199,13 @@ class Chain:
     def plan(self, jobs_dir: str | Path) -> ChainPlan:
         """The demo chain planned under this chain's names: the base that experiments are cloned from."""
         return plan_chain(self.definition(jobs_dir), self.naming())
+
+    def check_plan(self, plan: ChainPlan, jobs_dir: str | Path) -> None:
+        """Render the SQL of every stream node ``plan`` owns: raises the :class:`~airflow_rtml.exceptions.ChainError`
+        that would refuse it (e.g. a setting two nodes declare with different values), before anything starts."""
+        for n in plan.owned:
+            if plan.instances[n].kind.streaming:
+                self.sql(n, jobs_dir, plan=plan)
 
     def node_topics(self, plan: ChainPlan) -> list[str]:
         """The Kafka topics the nodes ``plan`` owns write and read: a clone creates those that do not exist (its
@@ -215,13 +234,18 @@ WRITES_ARCHIVE = ("sample_features", "archive")
 
 def ensure_topics(bootstrap: str, topics: list[str]) -> list[str]:
     """Create the Kafka topics of ``topics`` that do not exist (one partition each); return ``topics``. Idempotent."""
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
     new = [NewTopic(t, 1, 1) for t in topics if t not in existing]
     for future in (admin.create_topics(new).values() if new else []):
-        future.result(timeout=30)
+        try:
+            future.result(timeout=30)
+        except KafkaException as e:  # created meanwhile by another task: what we wanted
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
     return topics
 
 

@@ -85,7 +85,8 @@ def previous_version(version: int, models_dir: Path, blocked: Callable[[int], bo
         if not blocked(v):
             raise PreviousVersionNotReady(
                 f"model version {v} (hour {v - 1} of the chain) is not trained yet and its hour was not blocked by "
-                "a data-quality rule; retrying")
+                "a data-quality rule: versions train in hour order, so this retries. If that hour's run failed, "
+                "clear it (its data-quality check or training task) in rtml_demo_train_hourly, then this hour's")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 
 import httpx
 
@@ -73,6 +74,23 @@ class AirflowApi:
         resp = self.c.get(f"/dags/{dag}")
         resp.raise_for_status()
         self.c.put(f"/parseDagFile/{resp.json()['file_token']}").raise_for_status()
+
+    def wait_fresh(self, dag: str, since: datetime, timeout: float) -> None:
+        """Wait until ``dag`` exists, is not stale, and was parsed after ``since`` (an aware datetime of this host's
+        clock, taken after what the parse must see was written; the local stack's Airflow shares the clock): a DAG
+        row left from before (a stopped experiment of the same name) is not what runs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = self.c.get(f"/dags/{dag}")
+            if resp.status_code == 200:
+                body = resp.json()
+                parsed = body.get("last_parsed_time")
+                if not body.get("is_stale") and parsed and datetime.fromisoformat(parsed.replace("Z", "+00:00")) > since:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DAG {dag} not parsed afresh within {timeout:.0f}s "
+                                   f"(import errors: {self.c.get('/importErrors').json().get('import_errors')})")
+            time.sleep(1)
 
     def wait_run(self, dag: str, run_id: str, timeout: float) -> str:
         """Wait until the run ends (``success`` or ``failed``); its state, or the last one seen at the deadline."""

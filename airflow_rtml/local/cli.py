@@ -139,6 +139,13 @@ def _builtin_plans() -> dict:
     return {"demo": Chain().plan(StackConfig.from_env().dags_folder / "jobs" / "demo")}
 
 
+def _builtin_check(plan) -> None:
+    """Refuse a clone whose jobs cannot be rendered, before it is registered."""
+    from airflow_rtml.demo.chain import Chain
+
+    Chain().check_plan(plan, StackConfig.from_env().dags_folder / "jobs" / "demo")
+
+
 def _resolve_plan(name: str, registry, builtin: dict | None = None):
     """The plan of chain ``name``: built in, or rebuilt from its registered base and sets (fingerprints checked)."""
     return registry.plan(name, _builtin_plans() if builtin is None else builtin)
@@ -159,7 +166,7 @@ def _print_plan(plan, users: dict[str, list[str]] | None = None) -> None:
 def _cmd_experiment_clone(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     registry = _registry(args)
-    plan, written = registry.clone(args.base, args.name, args.set or [], _builtin_plans())
+    plan, written = registry.clone(args.base, args.name, args.set or [], _builtin_plans(), check=_builtin_check)
     _print_plan(plan, registry.users())
     print(("registered" if written else "already registered (nothing changed)")
           + f" in {registry.path}: {len(plan.owned)} new node(s), {len(plan.shared)} shared")
@@ -182,6 +189,8 @@ def _local_connections() -> None:
 def _start_experiment(plan, args: argparse.Namespace, t0: float) -> None:
     """Run the experiment's DAG (``rtml_experiment_<name>``, generated from the registry) on the stack's Airflow and
     wait until each of its new Flink jobs is RUNNING. Retry-safe: the DAG adopts jobs that run already."""
+    from datetime import datetime, timezone
+
     import httpx
 
     from airflow_rtml.chain.dags import experiment_dag_id
@@ -191,22 +200,35 @@ def _start_experiment(plan, args: argparse.Namespace, t0: float) -> None:
 
     _local_connections()
     dag = experiment_dag_id(plan.name)
+    hook = FlinkRestHook(flink_conn_id=args.flink_conn_id)
+    # A shared stream node runs once, under its owner: the clone reads its topics, so it must be running.
+    idle = [plan.instances[n].job_name for n in plan.shared if plan.instances[n].job_name
+            and hook.find_active_job(plan.instances[n].job_name) is None]
+    if idle:
+        raise ChainError(f"Experiment {plan.name!r} is registered, but the shared job(s) {idle} it reads from are not "
+                         f"running, so its new jobs would read nothing. To fix this, start the chain that owns them "
+                         f"first (its DAG), then run this clone again.")
+    batch = [n for n in plan.owned if not plan.instances[n].kind.streaming]
+    if batch:
+        print(f"note: the new batch node(s) {batch} are not run by the generated DAG yet (docs/experiments.md): "
+              "their outputs stay empty")
     api = AirflowApi(args.airflow_url or StackConfig.from_env().airflow_url)
     try:
-        api.request_parse("rtml_experiment_clone")  # the file that generates the experiments' DAGs
-        api.wait_parsed((dag,), timeout=min(args.timeout, 120))
+        asked = datetime.now(timezone.utc)  # after the registry was written: a parse after this one sees it
+        api.request_parse("rtml_clone_experiment")  # the file that generates the experiments' DAGs
+        api.wait_fresh(dag, since=asked, timeout=min(args.timeout, 120))
+        api.pause(dag, False)
+        run = api.trigger(dag)
     except (httpx.HTTPError, TimeoutError) as e:
-        raise ChainError(f"Experiment {plan.name!r} is registered, but its DAG {dag} did not appear in Airflow ({e}). "
-                         f"To fix this, check that Airflow runs (rtml local up) and parses dags/rtml_experiments.py "
-                         f"with RTML_EXPERIMENTS={_registry(args).path}; then run the clone again.") from None
-    api.pause(dag, False)
-    run = api.trigger(dag)
+        raise ChainError(f"Experiment {plan.name!r} is registered, but its DAG {dag} could not be run from a fresh "
+                         f"parse ({e}). To fix this, check that Airflow runs (rtml local up) and parses "
+                         f"dags/rtml_experiments.py with RTML_EXPERIMENTS={_registry(args).path}; then run the clone "
+                         f"again.") from None
     print(f"started DAG {dag} (run {run}); waiting for its new Flink jobs")
     state = api.wait_run(dag, run, timeout=max(1.0, args.timeout - (time.monotonic() - t0)))
     if state != "success":
         raise ChainError(f"DAG {dag} run {run} ended {state}: failed tasks {api.failed_tasks(dag, run)}. See its "
                          f"task logs in the Airflow UI; the clone is registered, so run it again once fixed.")
-    hook = FlinkRestHook(flink_conn_id=args.flink_conn_id)
     names = [plan.instances[n].job_name for n in plan.owned if plan.instances[n].job_name]
     running = {n: [j.job_id for j in hook.find_jobs_by_name(n) if j.state.value == "RUNNING"] for n in names}
     missing = [n for n, ids in running.items() if not ids]
@@ -245,6 +267,8 @@ def _cmd_experiment_stop(args: argparse.Namespace) -> int:
     registry = _registry(args)
     stop = registry.to_stop(args.name)
     jobs = [i["job_name"] for i in stop if i["job_name"]]
+    if not args.dry_run:
+        _pause_experiment_dag(args)  # first: a run still going would start a job again after its cancel
     if jobs and not args.dry_run:
         from airflow_rtml.hooks.flink import FlinkRestHook
 
@@ -263,25 +287,35 @@ def _cmd_experiment_stop(args: argparse.Namespace) -> int:
     registry.forget(args.name)
     print(f"stopped {args.name}: {len(stop)} node(s) only it used ({len(jobs)} Flink job(s)); kept, used by other "
           f"chains: {kept or 'none'}")
-    _drop_experiment_dag(args)
+    _airflow_quietly(args, lambda api: api.request_parse("rtml_clone_experiment"))  # its DAG goes with the entry
     return 0
 
 
-def _drop_experiment_dag(args: argparse.Namespace) -> None:
-    """Pause the stopped experiment's DAG and have Airflow parse the experiments' file again, so the DAG goes (a
-    stack that is not running has nothing to drop)."""
+def _airflow_quietly(args: argparse.Namespace, call) -> None:
+    """``call(api)`` on the stack's Airflow; nothing when Airflow is not running (the DAG file's next parse then
+    does what the call would have hastened)."""
     import httpx
 
-    from airflow_rtml.chain.dags import experiment_dag_id
     from airflow_rtml.local.airflow_api import AirflowApi
 
-    api = AirflowApi(args.airflow_url or StackConfig.from_env().airflow_url)
     try:
-        if api.c.get(f"/dags/{experiment_dag_id(args.name)}").status_code == 200:
-            api.pause(experiment_dag_id(args.name), True)
-            api.request_parse("rtml_experiment_clone")
+        call(AirflowApi(args.airflow_url or StackConfig.from_env().airflow_url))
     except httpx.HTTPError:
-        pass  # Airflow is not running: the DAG goes at the file's next parse
+        pass
+
+
+def _pause_experiment_dag(args: argparse.Namespace) -> None:
+    """Pause the experiment's DAG and end its unfinished runs, so nothing submits its jobs again."""
+    from airflow_rtml.chain.dags import experiment_dag_id
+
+    dag = experiment_dag_id(args.name)
+
+    def pause(api) -> None:
+        if api.c.get(f"/dags/{dag}").status_code == 200:
+            api.pause(dag, True)
+            api.stop_runs(dag)
+
+    _airflow_quietly(args, pause)
 
 
 def _signal_line(topic: str):

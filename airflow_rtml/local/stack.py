@@ -148,7 +148,10 @@ def _flink_conf_yaml(cfg: StackConfig) -> str:
             "memory": {"process": {"size": "2048m"}},
         },
         "parallelism": {"default": 1},
-        "rest": {"address": HOST, "bind-address": HOST, "port": cfg.ports.flink_rest},
+        # Results of async operations (savepoints) are kept 2 h instead of 5 min, so a stop-with-savepoint task
+        # retried after Airflow's heartbeat timeout and retry delay still finds its own operation.
+        "rest": {"address": HOST, "bind-address": HOST, "port": cfg.ports.flink_rest,
+                 "async": {"store-duration": "2h"}},
         "blob": {"server": {"port": "0"}},
         "metrics": {"fetcher": {"update-interval": 1000}},
         "execution": {

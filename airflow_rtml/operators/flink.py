@@ -832,7 +832,9 @@ class FlinkStopJobOperator(BaseOperator):
     Retry-safe: the savepoint request carries a trigger id derived from the task instance, so a retried (or
     resumed) task polls the same Flink operation instead of requesting a second savepoint — by ``job_name`` too,
     when the earlier try died after the job had stopped (no job of the name is active then: the retry finds the
-    finished job whose operation that is). A job that is not
+    finished job whose operation that is). Flink keeps an operation's result for ``rest.async.store-duration``
+    (default 5 minutes; the local stack sets 2 h): set it longer than a retry takes to come (the retry delay, and
+    after a dead worker Airflow's ``task_instance_heartbeat_timeout``), or a late retry finds no operation. A job that is not
     running raises :class:`FlinkSavepointFailed` with Flink's failure cause (Flink answers COMPLETED *with* a
     failure cause in that case); a savepoint directory Flink cannot write does too.
 

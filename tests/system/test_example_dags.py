@@ -86,7 +86,7 @@ EXAMPLE_DAGS = ("flink_job_lifecycle", "batch_to_stream_from_timestamp", "stream
                 "process_closed_window", "rtml_demo_streams", "rtml_demo_sample_hours", "rtml_demo_train_hourly",
                 "rtml_demo_eval_hours", "rtml_demo_evaluate_hourly", "bench_signal_latency_rtml",
                 "bench_signal_latency_rtml_reporter", "bench_signal_latency_peer", "rtml_demo_archive_hours",
-                "rtml_demo_archive_commit", "rtml_demo_offline_features", "feature_backfill", "rtml_experiment_clone",
+                "rtml_demo_archive_commit", "rtml_demo_offline_features", "feature_backfill", "rtml_clone_experiment",
                 "rtml_demo_serve_model")
 
 

@@ -366,3 +366,18 @@ def test_a_clone_renders_its_new_jobs_over_the_shared_topics():
     # a parameter another node reads: the samples' watermark delay follows the clone's attribution window
     exp2 = clone(demo.plan(JOBS_DIR), "late_attr", ["label_join.attribution_minutes=30"])
     assert f"INTERVAL '{30 * 60 + 2 * 60}' SECOND" in demo.sql("features", JOBS_DIR, plan=exp2)
+
+
+def test_a_setting_two_nodes_declare_must_agree_in_a_clone():
+    """lateness_seconds is the label join's and the archive's: a clone changing one of them would render jobs with
+    another node's value. It is refused before anything starts, naming the fix; changing both is fine."""
+    from airflow_rtml.demo.chain import Chain
+
+    demo = Chain()
+    one = clone(demo.plan(JOBS_DIR), "late1", ["label_join.lateness_seconds=120"])
+    with pytest.raises(UnknownChainParameter, match=r"--set archive.lateness_seconds=VALUE --set "
+                                                    r"label_join.lateness_seconds=VALUE"):
+        demo.check_plan(one, JOBS_DIR)
+    both = clone(demo.plan(JOBS_DIR), "late2", ["label_join.lateness_seconds=120", "archive.lateness_seconds=120"])
+    demo.check_plan(both, JOBS_DIR)
+    assert f"INTERVAL '{10 * 60 + 2 * 120}' SECOND" in demo.sql("features", JOBS_DIR, plan=both)

@@ -48,7 +48,7 @@ def test_each_registered_experiment_gets_a_dag_that_starts_only_its_new_nodes(tm
     registry.clone("demo", "late_attr", ["label_join.attribution_minutes=30"], builtin)
     monkeypatch.setenv("RTML_EXPERIMENTS", str(registry.path))
     dags = _bag(REPO / "dags" / "rtml_experiments.py").dags
-    assert set(dags) == {"rtml_experiment_clone", "rtml_experiment_wide", "rtml_experiment_late_attr"}
+    assert set(dags) == {"rtml_clone_experiment", "rtml_experiment_wide", "rtml_experiment_late_attr"}
     wide = dags["rtml_experiment_wide"]
     assert {t.task_id for t in wide.tasks} == {"create_topics", "ensure_features_job", "ensure_sample_features_job"}
     assert ("ensure_features_job", "ensure_sample_features_job") in _edges(wide)
@@ -78,7 +78,7 @@ def test_a_stale_experiment_gets_a_dag_that_says_so_and_the_others_are_unaffecte
 
 def test_the_clone_dag_registers_like_the_command(tmp_path, monkeypatch):
     monkeypatch.setenv("RTML_EXPERIMENTS", str(tmp_path / "experiments.json"))
-    dag = _bag(REPO / "dags" / "rtml_experiments.py").dags["rtml_experiment_clone"]
+    dag = _bag(REPO / "dags" / "rtml_experiments.py").dags["rtml_clone_experiment"]
     fn = dag.get_task("register_clone").python_callable
     out = fn(params={"base": "demo", "name": "wide", "sets": ["features.feature_window_minutes=20"]})
     assert out == {"experiment": "wide", "registered": True, "new": ["features", "sample_features", "training"],
@@ -97,3 +97,34 @@ def test_the_demo_training_checks_each_hours_quality_before_it_trains_and_announ
                            ("training_partition_registered", "dqc_training_samples"),
                            ("dqc_training_samples", "train_on_hour"), ("train_on_hour", "announce_promotion")}
     assert [o.name for o in dag.get_task("announce_promotion").outlets] == ["rtml_demo_model_promoted"]
+
+
+def test_a_malformed_entry_or_an_unreadable_registry_never_hides_the_other_dags(tmp_path, monkeypatch):
+    registry = ExperimentRegistry(tmp_path / "experiments.json")
+    builtin = {"demo": Chain().plan(JOBS_DIR)}
+    registry.clone("demo", "wide", ["features.feature_window_minutes=20"], builtin)
+    data = json.loads(registry.path.read_text())
+    data["chains"]["broken"] = {"name": "broken", "base": "demo"}  # no sets, no instances
+    data["chains"]["odd"] = ["not", "an", "entry"]
+    registry.path.write_text(json.dumps(data))
+    monkeypatch.setenv("RTML_EXPERIMENTS", str(registry.path))
+    dags = _bag(REPO / "dags" / "rtml_experiments.py").dags
+    assert [t.task_id for t in dags["rtml_experiment_broken"].tasks] == ["refused"]
+    assert "malformed" in dags["rtml_experiment_broken"].doc_md
+    assert len(dags["rtml_experiment_wide"].tasks) == 3 and "rtml_clone_experiment" in dags
+    registry.path.write_text("{not json")
+    dags = _bag(REPO / "dags" / "rtml_experiments.py").dags
+    assert set(dags) == {"rtml_clone_experiment", "rtml_experiment_registry_unreadable"}
+    assert "not valid JSON" in dags["rtml_experiment_registry_unreadable"].doc_md
+
+
+def test_a_clone_the_jobs_cannot_be_rendered_for_is_refused_before_it_is_registered(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTML_EXPERIMENTS", str(tmp_path / "experiments.json"))
+    fn = _bag(REPO / "dags" / "rtml_experiments.py").dags["rtml_clone_experiment"].get_task("register_clone") \
+        .python_callable
+    from airflow_rtml.exceptions import UnknownChainParameter
+
+    with pytest.raises(UnknownChainParameter, match="set it on all of them"):
+        fn(params={"base": "demo", "name": "late", "sets": ["label_join.lateness_seconds=120"]})
+    assert not (tmp_path / "experiments.json").exists() or \
+        "late" not in ExperimentRegistry(tmp_path / "experiments.json").chains()
