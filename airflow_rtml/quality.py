@@ -239,21 +239,7 @@ class Check(_Rule):
             raise DataQualityConfigError("Check needs name= and fn= (a function of the window's pyarrow Table).")
 
     def evaluate(self, table, history: Sequence[int]) -> RuleResult:
-        want = _bounds(self.min, self.max)
-        try:
-            value = self.fn(table)
-            value = value.as_py() if hasattr(value, "as_py") else value  # a pyarrow scalar
-            if getattr(getattr(value, "dtype", None), "kind", None) == "b":  # a numpy bool
-                value = bool(value)
-            if isinstance(value, bool):
-                return self._result(value, int(value), "true", "passed" if value else "returned False")
-            if self.min is None and self.max is None:
-                raise TypeError(f"returned {value!r}: a number needs min= or max= to compare it with, else "
-                                "return a bool")
-            number = float(value)
-        except Exception as exc:  # noqa: BLE001 - a user's rule failing is that rule's result, not the task's crash
-            return self._result(False, None, "no error", f"raised {type(exc).__name__}: {exc}")
-        return self._result(_within(number, self.min, self.max), number, want, f"{number:g}, expected {want}")
+        return _user_result(self, lambda: self.fn(table))
 
 
 @dataclass(frozen=True)
@@ -301,8 +287,7 @@ class SqlCheck(_Rule):
         except ImportError:
             return self._result(False, None, "DuckDB installed", "needs DuckDB. To fix this, install "
                                 "airflow-rtml[offline] (or pip install duckdb) where the task runs")
-        want = "true" if self.min is None and self.max is None else _bounds(self.min, self.max)
-        try:
+        def query():
             con = duckdb.connect()
             try:
                 con.register("rows", table)
@@ -312,16 +297,31 @@ class SqlCheck(_Rule):
             if len(rows) != 1 or len(rows[0]) != 1:
                 raise ValueError(f"returned {len(rows)} row(s) of {len(rows[0]) if rows else 0} column(s), "
                                  "expected one value")
-            value = rows[0][0]
-            if isinstance(value, bool):
-                return self._result(value, int(value), "true", "passed" if value else "returned false")
-            if self.min is None and self.max is None:
-                raise TypeError(f"returned {value!r}: a number needs min= or max=, else return a bool")
-            number = None if value is None else float(value)
-        except Exception as exc:  # noqa: BLE001 - a user's query failing is that rule's result, not the task's crash
-            return self._result(False, None, "no error", f"raised {type(exc).__name__}: {exc}")
-        shown = "NULL" if number is None else f"{number:g}"
-        return self._result(_within(number, self.min, self.max), number, want, f"{shown}, expected {want}")
+            return rows[0][0]
+
+        return _user_result(self, query, null_fails=True)
+
+
+def _user_result(rule: Check | SqlCheck, compute: Callable[[], Any], *, null_fails: bool = False) -> RuleResult:
+    """The result of a user's rule (a Python function or a SQL query): ``compute()`` gives a bool (passed) or a
+    number compared with ``rule.min`` / ``rule.max``; anything it raises fails that rule alone, with the reason.
+    ``null_fails``: a None (SQL's NULL) is a value outside every range, not an error."""
+    want = _bounds(rule.min, rule.max)
+    try:
+        value = compute()
+        value = value.as_py() if hasattr(value, "as_py") else value  # a pyarrow scalar
+        if getattr(getattr(value, "dtype", None), "kind", None) == "b":  # a numpy bool
+            value = bool(value)
+        if isinstance(value, bool):
+            return rule._result(value, int(value), "true", "passed" if value else "returned False")
+        if rule.min is None and rule.max is None:
+            raise TypeError(f"returned {value!r}: a number needs min= or max= to compare it with, else "
+                            "return a bool")
+        number = None if value is None and null_fails else float(value)
+    except Exception as exc:  # noqa: BLE001 - a user's rule failing is that rule's result, not the task's crash
+        return rule._result(False, None, "no error", f"raised {type(exc).__name__}: {exc}")
+    shown = "NULL" if number is None else f"{number:g}"
+    return rule._result(_within(number, rule.min, rule.max), number, want, f"{shown}, expected {want}")
 
 
 Rule = _Rule
